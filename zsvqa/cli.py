@@ -115,7 +115,15 @@ def ask(question: str, captions: tuple[str, ...], captions_file: str | None, as_
     caption_list = read_captions(captions, captions_file)
     pipeline = Pipeline.from_preset(preset_name, overrides)
     result = pipeline.answer(question, caption_list)
+    echo_result(result, as_json)
+
+
+def echo_result(result: Any, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
-    else:
-        click.echo(result.answer)
+        return
+    if result.warning:
+        click.echo(f"WARNING: {result.warning}", err=True)
+    click.echo(f"answer: {result.answer}  (log-prob {result.logprob:.2f})")
+    stages = ", ".join(f"{stage} {seconds:.2f}s" for stage, seconds in result.timings.items())
+    click.echo(f"prompt: {len(result.captions)} captions, {len(result.exemplars)} exemplars; time: {stages}")

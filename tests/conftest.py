@@ -1,0 +1,35 @@
+"""Shared test setup: offline, seeded, and tiny models built once per machine (they are deterministic)."""
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # never wait on network retries
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+@pytest.fixture(autouse=True)
+def _seeded() -> None:
+    torch.manual_seed(0)
+
+
+def assert_golden(name: str, text: str) -> None:
+    """Compare with tests/golden/NAME; ZSVQA_UPDATE_GOLDEN=1 rewrites the file (then review the diff)."""
+    path = GOLDEN / name
+    if os.environ.get("ZSVQA_UPDATE_GOLDEN"):
+        path.write_text(text, encoding="utf-8")
+    assert path.exists(), f"missing golden file {path}; run with ZSVQA_UPDATE_GOLDEN=1 and review it"
+    assert text == path.read_text(encoding="utf-8")
+
+
+CAPTIONS = [
+    "a man riding a red bicycle down a city street",
+    "a man on a bike next to two parked cars",
+    "a cyclist wearing a helmet rides past a bus",
+    "a red bicycle on the street",
+]

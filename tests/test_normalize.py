@@ -1,0 +1,50 @@
+import pytest
+
+from zsvqa.normalize import clean_answer, normalize_vqa_answer
+
+# (raw, expected) worked out by hand from the official normalization's definition.
+VQA_CASES = [
+    ("Two", "2"),
+    ("none", "0"),
+    ("the dog", "dog"),
+    ("A Red Car", "red car"),
+    ("an apple", "apple"),
+    ("dont", "don't"),
+    ("isnt it", "isn't it"),
+    ("yes.", "yes"),
+    ("3.5", "3.5"),
+    ("1,000", "1000"),  # digit,digit: every punctuation mark is removed, not spaced
+    ("red, white", "red white"),  # comma touching a space is removed
+    ("black/white", "black white"),  # slash not touching a space becomes a space
+    ("t-shirt", "t shirt"),
+    ("hello !", "hello"),
+    ("multi\nline\tanswer", "multi line answer"),
+    ("  padded  ", "padded"),
+    ("Mr. Smith", "mr smith"),
+    ("one two three", "1 2 3"),
+    ("(left)", "left"),
+]
+
+
+@pytest.mark.parametrize("raw,expected", VQA_CASES)
+def test_vqa_normalization(raw: str, expected: str) -> None:
+    assert normalize_vqa_answer(raw) == expected
+
+
+CLEAN_CASES = [
+    (" red.\nQuestion: what color is the man", "red"),
+    ("The answer is: dog", "dog"),
+    ("a dog because it barks", "dog"),
+    ("Two. There are two cats", "2"),
+    ("3.5 meters", "3.5 meters"),
+    ("It is a frisbee.", "frisbee"),
+    ("yes, since the sky is blue", "yes"),
+    ("", ""),
+    ("\nred\nblue", "red"),  # leading whitespace is not an answer boundary
+    ("There are three dogs", "3 dogs"),
+]
+
+
+@pytest.mark.parametrize("raw,expected", CLEAN_CASES)
+def test_clean_answer(raw: str, expected: str) -> None:
+    assert clean_answer(raw) == expected

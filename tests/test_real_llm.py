@@ -1,0 +1,53 @@
+"""End to end with the real bundled Gemma-3-270M (de-quantized once, then cached; about a minute the first time).
+
+Only what a real model reliably does is asserted: a short answer, a finite log-probability, and a prompt that
+holds every exemplar. Nothing here measures accuracy.
+"""
+
+import json
+import math
+import re
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import CAPTIONS
+from zsvqa import Pipeline, ask
+from zsvqa.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> Pipeline:
+    return Pipeline.from_preset("offline")
+
+
+def test_ask_from_captions_with_gemma(pipeline: Pipeline) -> None:
+    result = pipeline.answer("What is the man riding?", CAPTIONS)
+    assert result.answer and len(result.answer.split()) <= 5 and "\n" not in result.raw_answer
+    assert math.isfinite(result.logprob)
+    assert result.exemplars, "the template generator yields exemplars from these captions"
+    for exemplar in result.exemplars:
+        assert f"Question: {exemplar.question}\nAnswer: {exemplar.answer}\n" in result.prompt
+    assert result.prompt.endswith("Question: What is the man riding?\nAnswer:")
+    assert set(result.timings) >= {"candidates", "question_generation", "prompt", "answer"}
+    assert pipeline.answer("What is the man riding?", CAPTIONS).answer == result.answer  # deterministic
+
+
+def test_llm_question_generator_with_gemma(pipeline: Pipeline) -> None:
+    llm_pipeline = Pipeline(pipeline.config.with_overrides({"question_gen.backend": "llm", "prompt.num_exemplars": 3}))
+    llm_pipeline.__dict__["lm"] = pipeline.lm  # share the loaded model
+    result = llm_pipeline.answer("What color is the bicycle?", CAPTIONS[:2])
+    assert 0 < len(result.exemplars) <= 3
+    assert all(e.question.endswith("?") for e in result.exemplars)
+
+
+def test_one_call_api_and_cli_json() -> None:
+    result = ask("What is on the man's head?", CAPTIONS, prompt__num_exemplars=2)
+    assert len(result.exemplars) <= 2 and result.answer
+    out = CliRunner().invoke(main, ["ask", "-q", "What is the man riding?", "-c", CAPTIONS[0], "--json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    assert data["answer"] and re.fullmatch(r"[\w' .-]+", data["answer"])
+    assert data["captions"] == [CAPTIONS[0]]
