@@ -26,6 +26,12 @@ MODEL_OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--exemplar-source", "prompt.exemplars", click.Choice(["synthetic", "retrieved", "none"]), "QA exemplars"),
     ("--prompt-captions", "prompt.num_captions", int, "captions in the prompt"),
     ("--prompt-exemplars", "prompt.num_exemplars", int, "QA exemplars in the prompt"),
+    ("--itm-model", "matcher.model", str, "BLIP image-text matching model: hub id or local directory"),
+    ("--captioner-model", "captioner.model", str, "BLIP captioning model: hub id or local directory"),
+    ("--relevance", "captioner.relevance", click.Choice(["gradcam", "uniform", "full"]), "how patches are chosen"),
+    ("--num-patches", "captioner.num_patches", int, "K: patches sampled per caption"),
+    ("--num-captions", "captioner.num_captions", int, "N: captions generated per question"),
+    ("--caption-filter", "captioner.filter_threshold", float, "keep captions whose ITM match probability is at least this"),
     ("--device", "device", str, "torch device, e.g. cpu or cuda"),
     ("--seed", "seed", int, "random seed"),
 ]
@@ -104,17 +110,38 @@ def main(verbose: bool) -> None:
 @click.option("--question", "-q", required=True, help="the question")
 @click.option("--caption", "-c", "captions", multiple=True, help="a caption of the image (repeatable)")
 @click.option("--captions-file", type=str, help="captions, one per line, or a JSON list")
+@click.option("--image", "-i", type=str, help="the image (any format PIL reads); captions are then generated")
+@click.option("--save-heatmap", type=str, help="with --image: write the question's patch relevance as a PNG")
 @click.option("--json", "as_json", is_flag=True, help="print the whole result as JSON")
 @model_options
-def ask(question: str, captions: tuple[str, ...], captions_file: str | None, as_json: bool, **options: Any) -> None:
-    """Answer a question from captions of an image."""
+def ask(
+    question: str,
+    captions: tuple[str, ...],
+    captions_file: str | None,
+    image: str | None,
+    save_heatmap: str | None,
+    as_json: bool,
+    **options: Any,
+) -> None:
+    """Answer a question about an image, or from captions of it."""
     from zsvqa.pipeline import Pipeline
 
     preset_name = options.pop("preset")
     overrides = overrides_from(options)
     caption_list = read_captions(captions, captions_file)
+    if image and caption_list:
+        raise InputError("give either --image or captions, not both")
+    if save_heatmap and not image:
+        raise InputError("--save-heatmap needs --image")
     pipeline = Pipeline.from_preset(preset_name, overrides)
-    result = pipeline.answer(question, caption_list)
+    result = pipeline.answer(question, caption_list, image)
+    if save_heatmap:
+        from zsvqa.heatmap import save_heatmap as draw
+        from zsvqa.images import load_image
+
+        if result.relevance is None:
+            raise InputError("--save-heatmap needs a relevance map: use --relevance gradcam")
+        draw(load_image(image), result.relevance, save_heatmap, title=result.question)
     echo_result(result, as_json)
 
 

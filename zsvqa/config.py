@@ -232,7 +232,7 @@ def _tiny() -> PipelineConfig:
     # Small random models built locally: for tests and smoke runs only. Their answers are noise.
     return PipelineConfig(
         name="tiny",
-        matcher=MatcherConfig(model="tiny:blip-itm", gradcam_layer=1),
+        matcher=MatcherConfig(model="tiny:blip-itm", gradcam_layer=0),
         captioner=CaptionerConfig(
             model="tiny:blip-captioner", num_patches=4, num_captions=8, min_length=3, max_length=8, batch_size=8
         ),

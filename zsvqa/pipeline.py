@@ -6,19 +6,29 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import logging
 import time
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterator
 
 import torch
+from PIL import Image
 
 from zsvqa.answering import Answerer, FrozenLM
 from zsvqa.candidates import AnswerCandidate, AnswerCandidateExtractor
+from zsvqa.captioning import PatchCaptioner
 from zsvqa.config import PipelineConfig, preset
 from zsvqa.errors import InputError
+from zsvqa.images import load_image
+from zsvqa.matching import ImageQuestionMatcher
 from zsvqa.prompting import PromptBuilder, QAExemplar
 from zsvqa.question_generation import QuestionGenerator
+
+log = logging.getLogger(__name__)
+TINY_WARNING = "the tiny preset uses small random models: its captions and answers are meaningless noise"
 
 
 @dataclass
@@ -41,6 +51,19 @@ class VQAResult:
         return dataclasses.asdict(self)
 
 
+@dataclass
+class QuestionCaptions:
+    """What the vision half gives the text half for one question."""
+
+    question: str
+    captions: list[str]
+    itm_score: float | None = None
+    relevance: list[list[float]] | None = None  # [rows][columns], sums to one
+    generated: int = 0  # captions decoded, duplicates included
+    filtered_out: int = 0  # captions the ITM filter removed
+    timings: dict[str, float] = field(default_factory=dict)
+
+
 @contextlib.contextmanager
 def timed(timings: dict[str, float], stage: str) -> Iterator[None]:
     start = time.perf_counter()
@@ -61,6 +84,10 @@ class Pipeline:
 
     def __init__(self, config: PipelineConfig) -> None:
         self.config = config.validate()
+        models = [config.matcher.model, config.captioner.model, config.question_gen.model, config.answerer.model]
+        self.warning = TINY_WARNING if any(m.startswith("tiny:") for m in models) else None
+        if self.warning:
+            log.warning(self.warning)
         # Text-side results per caption set: several questions often share one set of captions.
         self._text_side_cache: OrderedDict[tuple[str, ...], tuple[list[AnswerCandidate], list[QAExemplar]]] = (
             OrderedDict()
@@ -74,6 +101,14 @@ class Pipeline:
     @functools.cached_property
     def lm(self) -> FrozenLM:
         return FrozenLM(self.config.answerer, self.config.device)
+
+    @functools.cached_property
+    def matcher(self) -> ImageQuestionMatcher:
+        return ImageQuestionMatcher(self.config.matcher, self.config.device)
+
+    @functools.cached_property
+    def captioner(self) -> PatchCaptioner:
+        return PatchCaptioner(self.config.captioner, self.config.device)
 
     @functools.cached_property
     def answerer(self) -> Answerer:
@@ -92,9 +127,71 @@ class Pipeline:
     def prompt_builder(self) -> PromptBuilder:
         return PromptBuilder(self.config.prompt, self.lm.count_tokens, self.lm.max_prompt_tokens)
 
-    def answer(self, question: str, captions: list[str]) -> VQAResult:
-        """Answer one question from given captions (the PICa / Img2LLM precomputed-caption setting)."""
+    def answer(
+        self, question: str, captions: list[str] | None = None, image: str | Path | Image.Image | None = None
+    ) -> VQAResult:
+        """Answer one question about an image, or from given captions (the precomputed-caption setting)."""
+        if image is not None:
+            return self.answer_image(image, [question])[0]
         return self.answer_from_captions(check_question(question), _check_captions(captions), {})
+
+    def answer_image(self, image: str | Path | Image.Image, questions: list[str]) -> list[VQAResult]:
+        """Answer several questions about one image; its vision features are computed once for all of them."""
+        return [self.answer_captioned(captioned) for captioned in self.caption_image(image, questions)]
+
+    def answer_captioned(self, captioned: QuestionCaptions, exemplars: list[QAExemplar] | None = None) -> VQAResult:
+        """The text half on the vision half's output."""
+        result = self.answer_from_captions(captioned.question, captioned.captions, dict(captioned.timings), exemplars)
+        result.itm_score, result.relevance = captioned.itm_score, captioned.relevance
+        return result
+
+    def caption_image(self, image: str | Path | Image.Image, questions: list[str]) -> list[QuestionCaptions]:
+        """The vision half: relevance, question-guided captions and the optional ITM filter, per question."""
+        questions = [check_question(q) for q in questions]
+        if not questions:
+            return []
+        picture = load_image(image)
+        shared: dict[str, float] = {}
+        captioner = self.config.captioner
+        needs_matcher = captioner.relevance == "gradcam" or captioner.filter_threshold is not None
+        matcher = self.matcher if needs_matcher else None  # loaded before the clock starts
+        caption_stage = self.captioner
+        with timed(shared, "image_features"):
+            match_features = matcher.encode_image(picture) if matcher else None
+            caption_features = caption_stage.encode_image(picture)
+        matches = [None] * len(questions)
+        if captioner.relevance == "gradcam":
+            with timed(shared, "relevance"):
+                matches = self.matcher(match_features, questions)
+        results = []
+        for question, match in zip(questions, matches):
+            # Image-level work is shared: each question carries its part of it.
+            timings = {stage: seconds / len(questions) for stage, seconds in shared.items()}
+            with timed(timings, "captioning"):
+                captions = self.captioner(caption_features, match.relevance if match else None, self._seed_for(question))
+            kept, filtered_out = captions.captions, 0
+            if captioner.filter_threshold is not None and kept:
+                with timed(timings, "caption_filter"):
+                    scores = self.matcher.match_probabilities(match_features, kept)
+                    passing = [c for c, p in zip(kept, scores) if p >= captioner.filter_threshold]
+                    # Never leave the question without context: keep the best caption if none pass.
+                    kept, filtered_out = passing or [kept[scores.index(max(scores))]], len(kept) - len(passing)
+            results.append(
+                QuestionCaptions(
+                    question=question,
+                    captions=kept,
+                    itm_score=match.itm_score if match else None,
+                    relevance=match.relevance.tolist() if match else None,
+                    generated=captions.generated,
+                    filtered_out=filtered_out,
+                    timings=timings,
+                )
+            )
+        return results
+
+    def _seed_for(self, question: str) -> int:
+        """A per-question seed: reproducible whatever the order or grouping of questions."""
+        return (self.config.seed * 1_000_003 + zlib.crc32(question.encode("utf-8"))) % (2**31 - 1)
 
     def answer_from_captions(
         self,
@@ -124,6 +221,7 @@ class Pipeline:
             candidates=[c.text for c in candidates],
             all_captions=list(captions),
             timings=timings,
+            warning=self.warning,
         )
 
     def _text_side(
@@ -155,10 +253,16 @@ def _check_captions(captions: list[str] | None) -> list[str]:
     return cleaned
 
 
-def ask(question: str, captions: list[str], preset_name: str = "offline", **overrides: Any) -> VQAResult:
-    """One question, one call: `ask("what color is the bike?", ["a man riding a red bike"])`.
+def ask(
+    question: str,
+    captions: list[str] | None = None,
+    image: str | Path | Image.Image | None = None,
+    preset_name: str = "offline",
+    **overrides: Any,
+) -> VQAResult:
+    """One question, one call: `ask("what color is the bike?", ["a man riding a red bike"])` or `image=path`.
 
     Overrides use dotted keys with `__` for the dot, e.g. `answerer__model="/models/opt"`.
     """
     settings = {key.replace("__", "."): value for key, value in overrides.items()}
-    return Pipeline.from_preset(preset_name, settings).answer(question, captions)
+    return Pipeline.from_preset(preset_name, settings).answer(question, captions, image)

@@ -1,0 +1,221 @@
+"""The vision half on tiny random BLIP models saved and reloaded through the product's loaders.
+
+Their captions are noise: these tests check mechanics, shapes, determinism and equivalence only.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from zsvqa.captioning import PatchCaptioner
+from zsvqa.cli import main
+from zsvqa.config import CaptionerConfig, MatcherConfig, preset
+from zsvqa.errors import InputError
+from zsvqa.images import load_image
+from zsvqa.matching import ImageQuestionMatcher, full_backward_gradcam, patch_grid
+from zsvqa.pipeline import Pipeline
+
+QUESTIONS = ["what is the man riding?", "is it red?", "how many dogs are in the park today?"]
+
+
+def noise_image(seed: int = 0, size: tuple[int, int] = (100, 80)) -> Image.Image:
+    pixels = np.random.RandomState(seed).randint(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    return Image.fromarray(pixels)
+
+
+@pytest.fixture(scope="module")
+def matcher() -> ImageQuestionMatcher:
+    return ImageQuestionMatcher(preset("tiny").matcher)
+
+
+@pytest.fixture(scope="module")
+def captioner_config() -> CaptionerConfig:
+    return preset("tiny").captioner
+
+
+def test_efficient_gradcam_equals_full_backward(matcher: ImageQuestionMatcher) -> None:
+    image = noise_image()
+    _, efficient = matcher._gradcam(matcher.encode_image(image), QUESTIONS)
+    reference = full_backward_gradcam(matcher, image, QUESTIONS)
+    assert efficient.abs().max() > 0, "a map of zeros would make the comparison empty"
+    torch.testing.assert_close(efficient, reference, rtol=1e-4, atol=0)
+    assert not any(p.requires_grad for p in matcher.model.parameters())  # frozen again afterwards
+
+
+def test_relevance_shape_from_config_sums_to_one_and_batches(matcher: ImageQuestionMatcher) -> None:
+    features = matcher.encode_image(noise_image())
+    results = matcher(features, QUESTIONS)
+    grid = patch_grid(matcher.model.config.vision_config)
+    assert features.grid == grid == (4, 4)
+    for result in results:
+        assert tuple(result.relevance.shape) == grid and 0 < result.itm_score < 1
+        assert float(result.relevance.sum()) == pytest.approx(1.0, abs=1e-5)
+        assert float(result.relevance.min()) >= 0
+    assert not torch.equal(results[0].relevance, results[2].relevance)
+    # Batching does not change the answer for a question.
+    alone = matcher(features, QUESTIONS[2:])[0]
+    torch.testing.assert_close(alone.relevance, results[2].relevance, rtol=1e-4, atol=1e-7)
+
+
+def test_gradcam_layer_out_of_range_is_a_clear_error() -> None:
+    with pytest.raises(InputError, match="gradcam_layer must be in 0..1"):
+        ImageQuestionMatcher(MatcherConfig(model="tiny:blip-itm", gradcam_layer=7))
+
+
+def test_patch_sampling_size_k_reproducible(matcher, captioner_config) -> None:
+    captioner = PatchCaptioner(captioner_config)
+    features = captioner.encode_image(noise_image())
+    relevance = matcher(matcher.encode_image(noise_image()), QUESTIONS[:1])[0].relevance
+    probabilities = captioner._patch_probabilities(features, relevance)
+    first = captioner._sample_patches(probabilities, 5, torch.Generator().manual_seed(3))
+    again = captioner._sample_patches(probabilities, 5, torch.Generator().manual_seed(3))
+    other = captioner._sample_patches(probabilities, 5, torch.Generator().manual_seed(4))
+    assert first.shape == (5, captioner_config.num_patches)
+    assert all(len(set(row)) == captioner_config.num_patches for row in first.tolist())  # no replacement
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    assert captioner(features, relevance, seed=1).captions == captioner(features, relevance, seed=1).captions
+
+
+def test_sampling_follows_relevance(captioner_config) -> None:
+    captioner = PatchCaptioner(captioner_config)
+    features = captioner.encode_image(noise_image())
+    relevance = torch.zeros(4, 4)
+    relevance[0, :] = 1.0  # all mass on the first row of patches
+    probabilities = captioner._patch_probabilities(features, relevance)
+    patches = captioner._sample_patches(probabilities, 50, torch.Generator().manual_seed(0))
+    assert set(patches.flatten().tolist()) == {0, 1, 2, 3}
+    # A relevance grid of another size (another matcher) is resampled to the captioner's grid.
+    assert captioner._patch_probabilities(features, torch.rand(8, 8)).shape == (16,)
+
+
+@pytest.mark.parametrize("mode", ["gradcam", "uniform", "full"])
+def test_caption_count_and_modes(mode: str, captioner_config) -> None:
+    config = preset("tiny").with_overrides({"captioner.relevance": mode}).captioner
+    captioner = PatchCaptioner(config)
+    features = captioner.encode_image(noise_image())
+    result = captioner(features, torch.full((4, 4), 1 / 16), seed=0)
+    assert len(result.captions) == config.num_captions == len(set(c.lower() for c in result.captions))
+    expected_patches = 0 if mode == "full" else config.num_patches
+    assert all(len(p) == expected_patches for p in result.patch_indices)
+
+
+def test_duplicates_topped_up_without_regenerating(captioner_config, monkeypatch) -> None:
+    captioner = PatchCaptioner(captioner_config)  # N = 8, batch size 8
+    features = captioner.encode_image(noise_image())
+    requested: list[int] = []
+    scripted = iter([["a", "b", "a", "c", "b", "d", "e", "A"], ["f", "a", "g"], ["h"]])
+
+    def fake_generate(features, patches, generator):
+        requested.append(patches.shape[0])
+        return next(scripted)
+
+    monkeypatch.setattr(captioner, "_generate", fake_generate)
+    result = captioner(features, torch.full((4, 4), 1 / 16), seed=0)
+    assert requested == [8, 3, 1]  # only the missing ones, each round
+    assert result.captions == ["a", "b", "c", "d", "e", "f", "g", "h"]
+    assert (result.generated, result.rounds) == (12, 3)
+
+
+def test_top_up_rounds_are_bounded(captioner_config, monkeypatch) -> None:
+    captioner = PatchCaptioner(captioner_config)
+    monkeypatch.setattr(captioner, "_generate", lambda f, patches, g: ["same"] * patches.shape[0])
+    result = captioner(captioner.encode_image(noise_image()), torch.full((4, 4), 1 / 16), seed=0)
+    assert result.captions == ["same"] and result.rounds == 1 + captioner_config.max_top_up_rounds
+
+
+def test_caption_filter(monkeypatch) -> None:
+    pipeline = Pipeline(preset("tiny").with_overrides({"captioner.filter_threshold": "0.5"}))
+    unfiltered = Pipeline(preset("tiny")).caption_image(noise_image(), QUESTIONS[:1])[0]
+    scores = {c: 0.9 if i % 2 == 0 else 0.1 for i, c in enumerate(unfiltered.captions)}
+    monkeypatch.setattr(pipeline.matcher, "match_probabilities", lambda f, texts: [scores[t] for t in texts])
+    filtered = pipeline.caption_image(noise_image(), QUESTIONS[:1])[0]
+    assert filtered.captions == unfiltered.captions[::2] and filtered.filtered_out == len(unfiltered.captions) // 2
+    monkeypatch.setattr(pipeline.matcher, "match_probabilities", lambda f, texts: [0.2] * (len(texts) - 1) + [0.3])
+    assert pipeline.caption_image(noise_image(), QUESTIONS[:1])[0].captions == [unfiltered.captions[-1]]
+
+
+def test_image_features_computed_once_per_image(monkeypatch) -> None:
+    pipeline = Pipeline(preset("tiny"))
+    calls = {"matcher": 0, "captioner": 0}
+    for name, stage in [("matcher", pipeline.matcher), ("captioner", pipeline.captioner)]:
+        original = stage.encode_image
+
+        def counting(image, original=original, name=name):
+            calls[name] += 1
+            return original(image)
+
+        monkeypatch.setattr(stage, "encode_image", counting)
+    results = pipeline.answer_image(noise_image(), QUESTIONS)
+    assert calls == {"matcher": 1, "captioner": 1}
+    assert [r.question for r in results] == QUESTIONS
+    assert all(r.relevance is not None and r.itm_score is not None and r.warning for r in results)
+    # Per-question seeds: the same question gets the same captions alone or in a group.
+    assert pipeline.answer_image(noise_image(), QUESTIONS[1:2])[0].all_captions == results[1].all_captions
+
+
+def test_cli_ask_on_image_end_to_end(tmp_path) -> None:
+    path = tmp_path / "photo.jpg"
+    noise_image(size=(320, 240)).save(path)
+    heatmap = tmp_path / "heat.png"
+    out = CliRunner().invoke(
+        main, ["ask", "--preset", "tiny", "--image", str(path), "-q", "What is here?", "--json",
+               "--save-heatmap", str(heatmap)],
+    )
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output[out.output.index("{"):])
+    assert len(data["all_captions"]) == preset("tiny").captioner.num_captions
+    assert np.asarray(data["relevance"]).shape == (4, 4) and data["answer"] is not None
+    assert {"image_features", "relevance", "captioning", "answer"} <= set(data["timings"])
+    assert "meaningless" in data["warning"]
+    assert Image.open(heatmap).size[0] > 100
+
+
+def _save(path, image: Image.Image, **kwargs) -> str:
+    image.save(path, **kwargs)
+    return str(path)
+
+
+def test_image_modes_and_orientation(tmp_path) -> None:
+    rgba = Image.new("RGBA", (10, 6), (255, 0, 0, 0))
+    assert load_image(_save(tmp_path / "a.png", rgba)).getpixel((0, 0)) == (255, 255, 255)
+    palette = noise_image().convert("P")
+    cmyk = noise_image().convert("CMYK")
+    gray = noise_image().convert("L")
+    for name, image in [("p.png", palette), ("c.jpg", cmyk), ("g.png", gray)]:
+        loaded = load_image(_save(tmp_path / name, image))
+        assert loaded.mode == "RGB" and loaded.size == image.size
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90 degrees: width and height swap when applied
+    rotated = load_image(_save(tmp_path / "r.jpg", noise_image(size=(40, 20)), exif=exif))
+    assert rotated.size == (20, 40)
+
+
+def test_bad_images_give_clear_errors(tmp_path) -> None:
+    with pytest.raises(InputError, match="does not exist"):
+        load_image(tmp_path / "missing.jpg")
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"not an image at all")
+    with pytest.raises(InputError, match="cannot be read"):
+        load_image(corrupt)
+    truncated = tmp_path / "truncated.jpg"
+    noise_image().save(truncated)
+    truncated.write_bytes(truncated.read_bytes()[:300])
+    with pytest.raises(InputError, match="corrupt or truncated"):
+        load_image(truncated)
+    with pytest.raises(InputError, match="zero size"):
+        load_image(Image.new("RGB", (0, 0)))
+    out = CliRunner().invoke(main, ["ask", "--preset", "tiny", "--image", str(corrupt), "-q", "what?"])
+    assert out.exit_code == 1 and "cannot be read" in out.output and "Traceback" not in out.output
+
+
+@pytest.mark.parametrize("name", ["pnp-vqa", "img2llm"])
+def test_real_presets_name_the_missing_vision_model_offline(name: str, tmp_path) -> None:
+    path = tmp_path / "photo.png"
+    noise_image().save(path)
+    out = CliRunner().invoke(main, ["ask", "--preset", name, "--image", str(path), "-q", "what?"])
+    assert out.exit_code == 1
+    assert "Salesforce/blip-itm-large-coco" in out.output and "--itm-model /path/to/model" in out.output

@@ -1,0 +1,49 @@
+"""Reading images: any format PIL reads, converted to RGB with EXIF orientation applied, with clear errors."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from zsvqa.errors import InputError
+
+# JPEGs far larger than any model input are decoded at a reduced scale (PIL's draft mode) instead of in full;
+# the processor then resizes them to the model's size.
+DRAFT_SIZE = (1536, 1536)
+
+
+def load_image(source: str | Path | Image.Image) -> Image.Image:
+    """An RGB image from a path or a PIL image."""
+    if isinstance(source, Image.Image):
+        return _to_rgb(ImageOps.exif_transpose(source), "the given image")
+    path = Path(source)
+    if not path.is_file():
+        raise InputError(f"image {str(path)!r} does not exist or is not a file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if image.format == "JPEG":
+                    image.draft("RGB", DRAFT_SIZE)
+                image.load()
+                oriented = ImageOps.exif_transpose(image)
+                return _to_rgb(oriented, str(path))
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise InputError(f"image {str(path)!r} cannot be read: {error}") from error
+    except (OSError, ValueError, SyntaxError) as error:  # truncated or corrupt data
+        raise InputError(f"image {str(path)!r} is corrupt or truncated: {error}") from error
+
+
+def _to_rgb(image: Image.Image, name: str) -> Image.Image:
+    if image.width == 0 or image.height == 0:
+        raise InputError(f"image {name!r} has zero size")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        # Transparent areas become white, as on a page, rather than the black PIL would give.
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image.convert("RGBA"), mask=image.convert("RGBA").getchannel("A"))
+        return background
+    return image.convert("RGB") if image.mode != "RGB" else image

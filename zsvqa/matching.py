@@ -1,0 +1,197 @@
+"""Image-question matching with BLIP ITM, and GradCAM relevance of image patches to the question (PNP-VQA).
+
+The relevance is read from the text encoder's cross-attention at one layer: the attention map times its
+clamped gradient with respect to the ITM "match" logit, averaged over heads and over the question's tokens.
+
+Efficiency: the image is encoded once, without gradient, and reused for every question. All parameters are
+frozen and the cross-attention map is turned into the only leaf that needs a gradient, so autograd records
+just the layers above it and the ITM head: no backward pass through the vision transformer.
+`full_backward_gradcam` is the naive reference (a full backward pass), kept for tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from PIL import Image
+
+from zsvqa.config import MatcherConfig
+from zsvqa.models import load_frozen
+
+
+@dataclass
+class ImageFeatures:
+    """One image encoded by a BLIP vision transformer: [1, 1 + patches, hidden], the first token is [CLS]."""
+
+    embeds: torch.Tensor
+    grid: tuple[int, int]  # patch rows, columns
+
+
+@dataclass
+class MatchResult:
+    question: str
+    itm_score: float  # probability that the question matches the image
+    relevance: torch.Tensor  # [rows, columns] over image patches, non-negative, sums to one
+
+
+def patch_grid(vision_config: Any) -> tuple[int, int]:
+    side = vision_config.image_size // vision_config.patch_size
+    return side, side
+
+
+def encode_image(vision_model: Any, processor: Any, image: Image.Image, device: str) -> ImageFeatures:
+    """BLIP vision features of one image, without gradient (shared by the matcher and the captioner)."""
+    pixel_values = processor(images=image, return_tensors="pt").pixel_values.to(device)
+    with torch.no_grad():
+        embeds = vision_model(pixel_values=pixel_values.to(vision_model.dtype)).last_hidden_state
+    return ImageFeatures(embeds, patch_grid(vision_model.config))
+
+
+def gradcam_map(
+    attention: torch.Tensor, gradient: torch.Tensor, token_mask: torch.Tensor, grid: tuple[int, int]
+) -> torch.Tensor:
+    """[batch, heads, text, 1 + patches] attention and gradient -> [batch, rows, columns] relevance (unnormalized).
+
+    `token_mask` [batch, text] marks the question's own tokens (no special tokens, no padding).
+    """
+    cam = (gradient.clamp(min=0) * attention).mean(dim=1)  # over heads: [batch, text, 1 + patches]
+    weights = token_mask.to(cam.dtype).unsqueeze(-1)
+    cam = (cam * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)  # over question tokens
+    return cam[:, 1:].reshape(cam.shape[0], *grid)  # drop the image [CLS] column
+
+
+def normalize_relevance(cam: torch.Tensor) -> torch.Tensor:
+    """Relevance that sums to one; a map with no positive mass (possible with random weights) becomes uniform."""
+    cam = cam.clamp(min=0).float()
+    total = cam.sum()
+    return cam / total if total > 0 else torch.full_like(cam, 1.0 / cam.numel())
+
+
+class ImageQuestionMatcher:
+    """BLIP ITM: match scores and GradCAM patch relevance for questions about one image."""
+
+    def __init__(self, config: MatcherConfig, device: str = "cpu") -> None:
+        from transformers import AutoProcessor, BlipForImageTextRetrieval
+
+        self.config = config
+        self.device = device
+        self.model, self.processor = load_frozen(
+            BlipForImageTextRetrieval, config.model, "image-text matching", "--itm-model", device,
+            preprocessor_cls=AutoProcessor,
+        )
+        layers = len(self.model.text_encoder.encoder.layer)
+        if not 0 <= config.gradcam_layer < layers:
+            from zsvqa.errors import InputError
+
+            raise InputError(f"matcher.gradcam_layer must be in 0..{layers - 1}; got {config.gradcam_layer}")
+
+    def encode_image(self, image: Image.Image) -> ImageFeatures:
+        return encode_image(self.model.vision_model, self.processor, image, self.device)
+
+    def __call__(self, features: ImageFeatures, questions: list[str]) -> list[MatchResult]:
+        """ITM score and relevance map for each question, batched, reusing the image features."""
+        results: list[MatchResult] = []
+        for start in range(0, len(questions), self.config.batch_size):
+            batch = questions[start : start + self.config.batch_size]
+            probabilities, cams = self._gradcam(features, batch)
+            results += [
+                MatchResult(q, p, normalize_relevance(c)) for q, p, c in zip(batch, probabilities.tolist(), cams)
+            ]
+        return results
+
+    @torch.no_grad()
+    def match_probabilities(self, features: ImageFeatures, texts: list[str]) -> list[float]:
+        """ITM match probability of each text with the image (used to filter captions)."""
+        scores: list[float] = []
+        for start in range(0, len(texts), self.config.batch_size):
+            tokens = self._tokenize(texts[start : start + self.config.batch_size])
+            logits = self._itm_logits(features, tokens)
+            scores += logits.softmax(-1)[:, 1].tolist()
+        return scores
+
+    def _tokenize(self, texts: list[str]) -> Any:
+        return self.processor.tokenizer(
+            texts, padding=True, truncation=True, max_length=64, return_tensors="pt", return_special_tokens_mask=True
+        ).to(self.device)
+
+    def _itm_logits(self, features: ImageFeatures, tokens: Any) -> torch.Tensor:
+        count = tokens.input_ids.shape[0]
+        image_embeds = features.embeds.expand(count, -1, -1)
+        hidden = self.model.text_encoder(
+            input_ids=tokens.input_ids,
+            attention_mask=tokens.attention_mask,
+            encoder_hidden_states=image_embeds,
+            encoder_attention_mask=torch.ones(image_embeds.shape[:2], dtype=torch.long, device=self.device),
+        ).last_hidden_state
+        return self.model.itm_head(hidden[:, 0, :]).float()
+
+    def _gradcam(self, features: ImageFeatures, questions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens = self._tokenize(questions)
+        captured: dict[str, torch.Tensor] = {}
+
+        def make_leaf(attention: torch.Tensor) -> torch.Tensor:
+            # Everything below this point ran without autograd; the map becomes the one leaf with a gradient.
+            leaf = attention.detach().requires_grad_(True)
+            captured["map"] = leaf
+            return leaf
+
+        with torch.enable_grad(), capture_cross_attention(self.model, self.config.gradcam_layer, make_leaf):
+            logits = self._itm_logits(features, tokens)
+            (gradient,) = torch.autograd.grad(logits[:, 1].sum(), captured["map"])
+        question_tokens = tokens.attention_mask.bool() & ~tokens.special_tokens_mask.bool()
+        cams = gradcam_map(captured["map"].detach(), gradient, question_tokens, features.grid)
+        return logits.detach().softmax(-1)[:, 1], cams
+
+
+class capture_cross_attention:
+    """Context manager: passes the cross-attention probabilities of one text-encoder layer through `transform`.
+
+    BLIP applies dropout to the attention probabilities right before using them, so a forward hook on that
+    dropout sees (and may replace) exactly the map the rest of the network consumes.
+    """
+
+    def __init__(self, model: Any, layer: int, transform: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self.module = model.text_encoder.encoder.layer[layer].crossattention.self.dropout
+        self.transform = transform
+        self.handle: Any = None
+
+    def __enter__(self) -> capture_cross_attention:
+        self.handle = self.module.register_forward_hook(lambda module, args, output: self.transform(output))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.handle.remove()
+
+
+def full_backward_gradcam(matcher: ImageQuestionMatcher, image: Image.Image, questions: list[str]) -> torch.Tensor:
+    """The naive reference: the whole model (vision transformer included) with gradients on, one full backward.
+
+    Returns unnormalized [questions, rows, columns] maps; for tests and benchmarks only.
+    """
+    model = matcher.model
+    tokens = matcher._tokenize(questions)
+    pixel_values = matcher.processor(images=[image] * len(questions), return_tensors="pt").pixel_values
+    captured: dict[str, torch.Tensor] = {}
+
+    def keep(attention: torch.Tensor) -> torch.Tensor:
+        attention.retain_grad()
+        captured["map"] = attention
+        return attention
+
+    model.requires_grad_(True)
+    try:
+        with torch.enable_grad(), capture_cross_attention(model, matcher.config.gradcam_layer, keep):
+            output = model(
+                input_ids=tokens.input_ids,
+                attention_mask=tokens.attention_mask,
+                pixel_values=pixel_values.to(matcher.device),
+                use_itm_head=True,
+            )
+            output.itm_score[:, 1].sum().backward()
+    finally:
+        model.requires_grad_(False)
+        model.zero_grad(set_to_none=True)
+    question_tokens = tokens.attention_mask.bool() & ~tokens.special_tokens_mask.bool()
+    return gradcam_map(captured["map"].detach(), captured["map"].grad, question_tokens, patch_grid(model.config.vision_config))
