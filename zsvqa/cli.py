@@ -154,3 +154,80 @@ def echo_result(result: Any, as_json: bool) -> None:
     click.echo(f"answer: {result.answer}  (log-prob {result.logprob:.2f})")
     stages = ", ".join(f"{stage} {seconds:.2f}s" for stage, seconds in result.timings.items())
     click.echo(f"prompt: {len(result.captions)} captions, {len(result.exemplars)} exemplars; time: {stages}")
+
+
+@main.command(name="eval")
+@click.option("--dataset", required=True, type=click.Choice(["vqav2", "okvqa"]))
+@click.option("--questions", required=True, help="official questions JSON")
+@click.option("--annotations", help="official annotations JSON; without it the run only predicts (test-dev)")
+@click.option("--images", help="COCO image folder (COCO_val2014_%012d.jpg ...)")
+@click.option("--out", required=True, help="run folder: predictions.jsonl, results.json, metrics.json, config.json")
+@click.option("--captions", "captions_path", help="precomputed captions ({image_id: [...]} or COCO captions); replaces the captioner")
+@click.option("--exemplars", "exemplar_index", help="exemplar index from `run.py index`: PICa-style retrieved exemplars")
+@click.option("--n-shot", type=int, help="retrieved exemplars per prompt")
+@click.option("--n-ensemble", type=int, help="prompts per question; the most probable answer wins")
+@click.option("--limit", type=int, help="a reproducible random subset of N questions (under --seed)")
+@click.option("--question-ids", help="only these question ids (JSON list or one per line)")
+@click.option("--split-by-image", is_flag=True, help="with --limit: sample whole images, all their questions")
+@click.option("--lemmatized", is_flag=True, help="OK-VQA: the Img2LLM-style lemmatized accuracy (not official)")
+@click.option("--cache", "cache_path", help="intermediates cache file [default: ~/.cache/zsvqa/intermediates.sqlite]")
+@click.option("--no-cache", is_flag=True, help="compute every intermediate afresh")
+@click.option("--no-progress", is_flag=True, help="no progress bar")
+@model_options
+def evaluate_command(**options: Any) -> None:
+    """Evaluate on a VQAv2 or OK-VQA split; a rerun of the same command resumes."""
+    from zsvqa.config import preset
+    from zsvqa.data import load_dataset, read_captions_file
+    from zsvqa.evaluation import default_cache_path, evaluate
+
+    preset_name = options.pop("preset")
+    overrides = overrides_from(options)
+    for option, key in [("exemplar_index", "retrieval.index"), ("n_shot", "retrieval.n_shot"), ("n_ensemble", "retrieval.n_ensemble")]:
+        if options[option] is not None:
+            overrides[key] = options[option]
+    if options["exemplar_index"]:
+        overrides.setdefault("prompt.exemplars", "retrieved")
+    config = preset(preset_name).with_overrides(overrides)
+    captions = read_captions_file(options["captions_path"]) if options["captions_path"] else None
+    if captions is None and not options["images"]:
+        raise InputError("--images is required (or give precomputed --captions)")
+    dataset = load_dataset(
+        options["dataset"], options["questions"], options["annotations"],
+        options["images"] if captions is None else None,  # precomputed captions replace the images
+        options["limit"], options["question_ids"], options["split_by_image"], config.seed,
+    )
+    data = {key: options[key] for key in ("questions", "annotations", "images", "captions_path", "limit", "question_ids", "split_by_image")}
+    cache_path = None if options["no_cache"] else options["cache_path"] or default_cache_path()
+    summary = evaluate(
+        config, dataset, options["out"], captions, options["lemmatized"], cache_path,
+        progress=not options["no_progress"], data_description=data,
+    )
+    click.echo(f"answered {summary.answered} questions ({summary.resumed} done earlier) in {summary.seconds:.1f}s")
+    if summary.errors:
+        click.echo(f"{len(summary.errors)} questions failed, e.g. {next(iter(summary.errors.items()))}", err=True)
+    if summary.metrics:
+        per_type = ", ".join(f"{k or '?'} {v:.2f}" for k, v in summary.metrics["per_answer_type"].items())
+        click.echo(f"{summary.metrics['metric']}: {summary.metrics['overall']:.2f}  ({per_type})")
+    click.echo(f"wrote {summary.out_dir}/results.json" + (", metrics.json" if summary.metrics else ""))
+
+
+@main.command()
+@click.option("--questions", required=True, help="training questions JSON")
+@click.option("--annotations", required=True, help="training annotations JSON")
+@click.option("--captions", "captions_path", help="captions of the training images ({image_id: [...]} or COCO captions)")
+@click.option("--embed-captions", is_flag=True, help="embed question + caption instead of the question alone")
+@click.option("--embedding-model", default=None, help="sentence-transformers model [default: bundled all-MiniLM-L6-v2]")
+@click.option("--out", required=True, help="index folder")
+@click.option("--device", default="cpu", show_default=True)
+def index(questions: str, annotations: str, captions_path: str | None, embed_captions: bool,
+          embedding_model: str | None, out: str, device: str) -> None:
+    """Build a PICa-style exemplar index of training questions."""
+    from zsvqa.config import RetrievalConfig
+    from zsvqa.data import read_captions_file, read_questions
+    from zsvqa.retrieval import build_index, training_examples
+
+    captions = read_captions_file(captions_path) if captions_path else None
+    examples = training_examples(read_questions(questions, annotations), captions)
+    model = embedding_model or RetrievalConfig().embedding_model
+    folder = build_index(examples, out, model, embed_captions, device)
+    click.echo(f"indexed {len(examples)} training examples with {model} into {folder}")

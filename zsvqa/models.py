@@ -110,11 +110,15 @@ def _from_path(name: str, path: Path, gguf_file: str | None) -> ModelSource:
 
 
 def load_pretrained(cls: Any, source: ModelSource, role: str, option: str, **kwargs: Any) -> Any:
-    """`cls.from_pretrained` with a clear error. `option` is how the user sets this model (named in errors)."""
+    """`cls.from_pretrained` with a clear error. `option` is how the user sets this model (named in errors).
+
+    Classes without `from_pretrained` (sentence-transformers) are called with the location instead.
+    """
+    load = getattr(cls, "from_pretrained", cls)
     try:
         if source.gguf_file is not None:
-            return cls.from_pretrained(source.location, gguf_file=source.gguf_file, **kwargs)
-        return cls.from_pretrained(source.location, **kwargs)
+            return load(source.location, gguf_file=source.gguf_file, **kwargs)
+        return load(source.location, **kwargs)
     except Exception as error:  # from_pretrained raises OSError, ValueError, KeyError, ... for bad models
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelLoadError(

@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from zsvqa.answering import Answerer, FrozenLM
+from zsvqa.cache import IntermediateCache, file_identity
 from zsvqa.candidates import AnswerCandidate, AnswerCandidateExtractor
 from zsvqa.captioning import PatchCaptioner
 from zsvqa.config import PipelineConfig, preset
@@ -26,6 +27,7 @@ from zsvqa.images import load_image
 from zsvqa.matching import ImageQuestionMatcher
 from zsvqa.prompting import PromptBuilder, QAExemplar
 from zsvqa.question_generation import QuestionGenerator
+from zsvqa.retrieval import ExemplarRetriever
 
 log = logging.getLogger(__name__)
 TINY_WARNING = "the tiny preset uses small random models: its captions and answers are meaningless noise"
@@ -80,10 +82,19 @@ def check_question(question: str) -> str:
 
 
 class Pipeline:
-    """A reusable zero-shot VQA pipeline built from a `PipelineConfig` (see `zsvqa.config.preset`)."""
+    """A reusable zero-shot VQA pipeline built from a `PipelineConfig` (see `zsvqa.config.preset`).
 
-    def __init__(self, config: PipelineConfig) -> None:
+    With a `cache`, captions and synthetic QA pairs are kept on disk across runs (see `zsvqa.cache`).
+    """
+
+    def __init__(self, config: PipelineConfig, cache: IntermediateCache | None = None) -> None:
         self.config = config.validate()
+        self.cache = cache
+        if config.prompt.exemplars == "retrieved" and not config.retrieval.index:
+            raise InputError(
+                f"the {config.name} setting uses retrieved exemplars, which need an index: build one with "
+                "`run.py index` and pass it with --exemplars DIR (or use --exemplar-source none)"
+            )
         models = [config.matcher.model, config.captioner.model, config.question_gen.model, config.answerer.model]
         self.warning = TINY_WARNING if any(m.startswith("tiny:") for m in models) else None
         if self.warning:
@@ -94,8 +105,10 @@ class Pipeline:
         )
 
     @classmethod
-    def from_preset(cls, name: str, overrides: dict[str, Any] | None = None) -> Pipeline:
-        return cls(preset(name).with_overrides(overrides or {}))
+    def from_preset(
+        cls, name: str, overrides: dict[str, Any] | None = None, cache: IntermediateCache | None = None
+    ) -> Pipeline:
+        return cls(preset(name).with_overrides(overrides or {}), cache)
 
     # Stages, built on first use.
     @functools.cached_property
@@ -124,6 +137,10 @@ class Pipeline:
         return QuestionGenerator(self.config.question_gen, lm, self.config.device)
 
     @functools.cached_property
+    def retriever(self) -> ExemplarRetriever:
+        return ExemplarRetriever(self.config.retrieval, self.config.device)
+
+    @functools.cached_property
     def prompt_builder(self) -> PromptBuilder:
         return PromptBuilder(self.config.prompt, self.lm.count_tokens, self.lm.max_prompt_tokens)
 
@@ -150,6 +167,29 @@ class Pipeline:
         questions = [check_question(q) for q in questions]
         if not questions:
             return []
+        if self.cache is None or isinstance(image, Image.Image):
+            return self._caption_image(image, questions)
+        descriptions = {q: self._vision_description(image, q) for q in questions}
+        cached = {q: self.cache.get("captions", d) for q, d in descriptions.items()}
+        missing = [q for q in dict.fromkeys(questions) if cached[q] is None]
+        for fresh in self._caption_image(image, missing) if missing else []:
+            cached[fresh.question] = dataclasses.asdict(fresh)
+            self.cache.put("captions", descriptions[fresh.question], cached[fresh.question])
+        return [QuestionCaptions(**cached[q]) for q in questions]
+
+    def _vision_description(self, image: str | Path, question: str) -> dict[str, Any]:
+        """Everything a question's captions depend on."""
+        captioner = self.config.captioner
+        uses_matcher = captioner.relevance == "gradcam" or captioner.filter_threshold is not None
+        return {
+            "image": file_identity(image),
+            "question": question,
+            "matcher": dataclasses.asdict(self.config.matcher) if uses_matcher else None,
+            "captioner": dataclasses.asdict(captioner),
+            "seed": self.config.seed,
+        }
+
+    def _caption_image(self, image: str | Path | Image.Image, questions: list[str]) -> list[QuestionCaptions]:
         picture = load_image(image)
         shared: dict[str, float] = {}
         captioner = self.config.captioner
@@ -200,16 +240,30 @@ class Pipeline:
         timings: dict[str, float],
         exemplars: list[QAExemplar] | None = None,
     ) -> VQAResult:
-        """The text half: candidates, synthetic questions, prompt, answer. `exemplars` replaces synthetic ones."""
+        """The text half: candidates, exemplars, prompt, answer. `exemplars` replaces the configured ones.
+
+        With retrieved exemplars and `retrieval.n_ensemble` > 1, each block of exemplars gets its own prompt and
+        the answer with the highest log-probability wins (PICa's ensemble).
+        """
         torch.manual_seed(self.config.seed)
         candidates, synthetic = self._text_side(captions, timings)
-        if exemplars is None:
-            exemplars = synthetic if self.config.prompt.exemplars == "synthetic" else []
-        with timed(timings, "prompt"):
-            use_candidates = candidates if self.config.prompt.style == "img2llm" else None
-            prompt = self.prompt_builder(question, captions, exemplars, use_candidates)
-        with timed(timings, "answer"):
-            answer = self.answerer(prompt)
+        if exemplars is not None:
+            blocks = [exemplars]
+        elif self.config.prompt.exemplars == "retrieved":
+            with timed(timings, "retrieval"):
+                blocks = self.retriever(question, captions[0] if captions else "")
+        else:
+            blocks = [synthetic if self.config.prompt.exemplars == "synthetic" else []]
+        use_candidates = candidates if self.config.prompt.style == "img2llm" else None
+        best = None
+        for block in blocks:
+            with timed(timings, "prompt"):
+                prompt = self.prompt_builder(question, captions, block, use_candidates)
+            with timed(timings, "answer"):
+                answer = self.answerer(prompt)
+            if best is None or answer.logprob > best[1].logprob:
+                best = (prompt, answer)
+        prompt, answer = best
         return VQAResult(
             question=question,
             answer=answer.text,
@@ -234,12 +288,27 @@ class Pipeline:
         candidates: list[AnswerCandidate] = []
         exemplars: list[QAExemplar] = []
         needs_exemplars = self.config.prompt.exemplars == "synthetic" and self.config.question_gen.backend != "none"
-        if needs_exemplars or self.config.prompt.style == "img2llm":
-            with timed(timings, "candidates"):
-                candidates = self.candidate_extractor(captions)
-        if needs_exemplars:
-            with timed(timings, "question_generation"):
-                exemplars = self.question_generator(candidates, captions)
+        description = {
+            "captions": captions,
+            "candidates": dataclasses.asdict(self.config.candidates),
+            "question_gen": dataclasses.asdict(self.config.question_gen) if needs_exemplars else None,
+        }
+        stored = self.cache.get("text_side", description) if self.cache else None
+        if stored is not None:
+            candidates = [AnswerCandidate(**c) for c in stored["candidates"]]
+            exemplars = [QAExemplar(**e) for e in stored["exemplars"]]
+        else:
+            if needs_exemplars or self.config.prompt.style == "img2llm":
+                with timed(timings, "candidates"):
+                    candidates = self.candidate_extractor(captions)
+            if needs_exemplars:
+                with timed(timings, "question_generation"):
+                    exemplars = self.question_generator(candidates, captions)
+            if self.cache is not None and (candidates or exemplars):
+                self.cache.put("text_side", description, {
+                    "candidates": [dataclasses.asdict(c) for c in candidates],
+                    "exemplars": [dataclasses.asdict(e) for e in exemplars],
+                })
         self._text_side_cache[key] = (candidates, exemplars)
         if len(self._text_side_cache) > 16:
             self._text_side_cache.popitem(last=False)

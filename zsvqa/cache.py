@@ -1,0 +1,59 @@
+"""A disk cache for expensive intermediates (captions, synthetic QA pairs), keyed by everything they depend on.
+
+Keys are hashes of JSON descriptions (settings, image file identity, question), so runs that change only
+the prompt or the answerer reuse the captions of earlier runs. One SQLite file: safe to interrupt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+# Bumped when what a cached value means changes, so old entries are never misread.
+FORMAT = 1
+
+
+def file_identity(path: str | Path) -> dict[str, Any]:
+    """What identifies a file's content cheaply: its resolved path, size and modification time."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    return {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+class IntermediateCache:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.connection = sqlite3.connect(self.path)
+        self.connection.execute("CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, kind TEXT, value TEXT)")
+        self.connection.commit()
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(kind: str, description: dict[str, Any]) -> str:
+        text = json.dumps({"kind": kind, "format": FORMAT, **description}, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    def get(self, kind: str, description: dict[str, Any]) -> Any | None:
+        row = self.connection.execute(
+            "SELECT value FROM entries WHERE key = ?", (self.key(kind, description),)
+        ).fetchone()
+        if row is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return json.loads(row[0])
+
+    def put(self, kind: str, description: dict[str, Any], value: Any) -> None:
+        self.connection.execute(
+            "INSERT OR REPLACE INTO entries (key, kind, value) VALUES (?, ?, ?)",
+            (self.key(kind, description), kind, json.dumps(value)),
+        )
+        self.connection.commit()
+
+    def close(self) -> None:
+        self.connection.close()

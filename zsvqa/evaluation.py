@@ -1,0 +1,259 @@
+"""Dataset evaluation that loses nothing: each answer is appended to a JSONL file as it is made, a rerun of
+the same command resumes, and the end writes the official results file, the metrics and the full config."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from tqdm import tqdm
+
+from zsvqa.data import VQADataset, VQAQuestion
+from zsvqa.errors import InputError
+from zsvqa.metric import ScoredQuestion, lemmatized_vqa_accuracy, summarize, vqa_accuracy
+from zsvqa.pipeline import Pipeline, QuestionCaptions
+
+log = logging.getLogger(__name__)
+
+PREDICTIONS_FILE = "predictions.jsonl"
+RESULTS_FILE = "results.json"
+METRICS_FILE = "metrics.json"
+CONFIG_FILE = "config.json"
+
+
+@dataclass
+class EvalSummary:
+    out_dir: Path
+    answered: int  # questions answered in this run
+    resumed: int  # questions found finished from an earlier run
+    errors: dict[int, str]  # question id -> error, for questions that could not be answered
+    metrics: dict[str, Any] | None
+    seconds: float
+
+
+def read_predictions(path: Path) -> dict[int, dict[str, Any]]:
+    """Finished questions from a predictions file. A line cut off by a crash is ignored and the question redone;
+    so is a question that failed (a corrupt image, say), in case its cause was fixed since."""
+    done: dict[int, dict[str, Any]] = {}
+    if not path.exists():
+        return done
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                record = json.loads(line)
+                question_id = int(record["question_id"])
+                if record.get("error"):
+                    done.pop(question_id, None)
+                else:
+                    done[question_id] = record
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue
+    return done
+
+
+def drop_partial_last_line(path: Path) -> None:
+    """Cut a last line that a crash left without its newline, so the next record starts on a line of its own."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with path.open("rb+") as handle:
+        data = handle.read()
+        if not data.endswith(b"\n"):
+            handle.truncate(data.rfind(b"\n") + 1)
+
+
+def _check_run_config(out_dir: Path, run_config: dict[str, Any]) -> None:
+    """A rerun resumes only the same run: mixing answers from another configuration would corrupt the metrics."""
+    path = out_dir / CONFIG_FILE
+    if path.exists():
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+        if earlier.get("pipeline") != run_config["pipeline"] or earlier.get("data") != run_config["data"]:
+            raise InputError(
+                f"{str(out_dir)!r} holds a run with other settings or data; resume it with the same command, "
+                "or give another --out"
+            )
+    path.write_text(json.dumps(run_config, indent=2), encoding="utf-8")
+
+
+def score_question(question: VQAQuestion, answer: str, lemmatized: bool) -> float:
+    return (lemmatized_vqa_accuracy if lemmatized else vqa_accuracy)(answer, question.answers)
+
+
+class Evaluator:
+    """Runs a pipeline over a dataset split into an output folder."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        dataset: VQADataset,
+        out_dir: str | Path,
+        captions: dict[int, list[str]] | None = None,
+        lemmatized: bool = False,
+        data_description: dict[str, Any] | None = None,
+    ) -> None:
+        if lemmatized and dataset.name != "okvqa":
+            raise InputError("the lemmatized accuracy is an OK-VQA variant; use it with --dataset okvqa")
+        if captions is None and not dataset.image_paths:
+            raise InputError("give the images folder (--images), or precomputed captions (--captions)")
+        self.pipeline = pipeline
+        self.dataset = dataset
+        self.out_dir = Path(out_dir)
+        self.captions = captions
+        self.lemmatized = lemmatized
+        self.data_description = data_description or {}
+
+    def run(self, progress: bool = True, on_answer: Callable[[dict[str, Any]], None] | None = None) -> EvalSummary:
+        start = time.perf_counter()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        _check_run_config(self.out_dir, self._run_config())
+        predictions_path = self.out_dir / PREDICTIONS_FILE
+        drop_partial_last_line(predictions_path)
+        done = read_predictions(predictions_path)
+        wanted = {q.question_id for q in self.dataset.questions}
+        resumed = len(wanted & set(done))
+        accuracies = [r["accuracy"] for qid, r in done.items() if qid in wanted and r.get("accuracy") is not None]
+        bar = tqdm(total=len(wanted), initial=resumed, unit="q", desc="eval", disable=not progress, dynamic_ncols=True)
+        answered = 0
+        with predictions_path.open("a", encoding="utf-8") as out:
+            for image_id, questions in self.dataset.by_image().items():
+                todo = [q for q in questions if q.question_id not in done]
+                if not todo:
+                    continue
+                for record in self._answer_image(image_id, todo):
+                    out.write(json.dumps(record) + "\n")
+                    out.flush()
+                    os.fsync(out.fileno())  # a crash right after loses nothing written
+                    done[record["question_id"]] = record
+                    answered += 1
+                    if on_answer:
+                        on_answer(record)
+                    if record.get("accuracy") is not None:
+                        accuracies.append(record["accuracy"])
+                    if accuracies:
+                        bar.set_postfix(acc=f"{100 * sum(accuracies) / len(accuracies):.2f}")
+                    bar.update(1)
+        bar.close()
+        records = [done[q.question_id] for q in self.dataset.questions]
+        self._write_results(records)
+        metrics = self._write_metrics(records) if self.dataset.annotated else None
+        errors = {r["question_id"]: r["error"] for r in records if r.get("error")}
+        if errors:
+            log.warning("%d questions could not be answered; see 'error' in %s", len(errors), predictions_path)
+        return EvalSummary(self.out_dir, answered, resumed, errors, metrics, time.perf_counter() - start)
+
+    def _answer_image(self, image_id: int, questions: list[VQAQuestion]) -> list[dict[str, Any]]:
+        """Answer one image's questions; an image that cannot be read becomes an error record per question."""
+        try:
+            if self.captions is not None:
+                captioned = [QuestionCaptions(q.question, self.captions.get(image_id, [])) for q in questions]
+                missing = not captioned[0].captions
+                if missing:
+                    raise InputError(f"no precomputed captions for image {image_id}")
+            else:
+                captioned = self.pipeline.caption_image(self.dataset.image_paths[image_id], [q.question for q in questions])
+        except InputError as error:
+            return [self._record(q, error=str(error)) for q in questions]
+        records = []
+        for question, item in zip(questions, captioned):
+            try:
+                result = self.pipeline.answer_captioned(item)
+            except InputError as error:
+                records.append(self._record(question, error=str(error)))
+                continue
+            records.append(
+                self._record(
+                    question,
+                    answer=result.answer,
+                    raw_answer=result.raw_answer,
+                    logprob=result.logprob,
+                    itm_score=result.itm_score,
+                    num_captions=len(result.captions),
+                    num_exemplars=len(result.exemplars),
+                    seconds=round(sum(result.timings.values()), 4),
+                )
+            )
+        return records
+
+    def _record(self, question: VQAQuestion, answer: str = "", error: str | None = None, **fields: Any) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "question_id": question.question_id,
+            "image_id": question.image_id,
+            "question": question.question,
+            "answer": answer,
+            **fields,
+        }
+        if self.dataset.annotated:
+            record["accuracy"] = score_question(question, answer, self.lemmatized) if error is None else 0.0
+        if error is not None:
+            record["error"] = error
+        return record
+
+    def _write_results(self, records: list[dict[str, Any]]) -> None:
+        """The official submission format."""
+        results = [{"question_id": r["question_id"], "answer": r["answer"]} for r in records]
+        (self.out_dir / RESULTS_FILE).write_text(json.dumps(results), encoding="utf-8")
+
+    def _write_metrics(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        questions = {q.question_id: q for q in self.dataset.questions}
+        scored = [
+            ScoredQuestion(
+                r["question_id"],
+                r["accuracy"],
+                questions[r["question_id"]].answer_type,
+                questions[r["question_id"]].question_type,
+            )
+            for r in records
+        ]
+        name = "okvqa-lemmatized-accuracy (Img2LLM variant, not official)" if self.lemmatized else "vqa-accuracy"
+        metrics = summarize(scored, name)
+        metrics["errors"] = sum(1 for r in records if r.get("error"))
+        (self.out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+        return metrics
+
+    def _run_config(self) -> dict[str, Any]:
+        from zsvqa import __version__
+
+        return {
+            "zsvqa_version": __version__,
+            "pipeline": self.pipeline.config.to_dict(),
+            "data": {
+                **self.data_description,
+                "dataset": self.dataset.name,
+                "num_questions": len(self.dataset.questions),
+                "precomputed_captions": self.captions is not None,
+                "lemmatized_metric": self.lemmatized,
+            },
+        }
+
+
+def default_cache_path() -> Path:
+    from zsvqa.models import cache_dir
+
+    return cache_dir() / "intermediates.sqlite"
+
+
+def evaluate(
+    config: Any,
+    dataset: VQADataset,
+    out_dir: str | Path,
+    captions: dict[int, list[str]] | None = None,
+    lemmatized: bool = False,
+    cache_path: str | Path | None = None,
+    progress: bool = True,
+    data_description: dict[str, Any] | None = None,
+) -> EvalSummary:
+    """Evaluate a `PipelineConfig` on a dataset into `out_dir`, with intermediates cached at `cache_path`."""
+    from zsvqa.cache import IntermediateCache
+
+    cache = IntermediateCache(cache_path) if cache_path else None
+    try:
+        pipeline = Pipeline(config, cache)
+        evaluator = Evaluator(pipeline, dataset, out_dir, captions, lemmatized, data_description)
+        return evaluator.run(progress)
+    finally:
+        if cache is not None:
+            cache.close()
