@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import click
 
-from zsvqa.config import PRESETS
+from zsvqa.config import PRESETS, PipelineConfig
+from zsvqa.data import VQADataset
 from zsvqa.errors import InputError, ZsvqaError
 
 # CLI option -> dotted config key; shared by every command that builds a pipeline.
@@ -97,6 +99,11 @@ class _Group(click.Group):
 @click.option("-v", "--verbose", is_flag=True, help="show library warnings and debug logs")
 def main(verbose: bool) -> None:
     """Zero-shot visual question answering with frozen models."""
+    configure_logging(verbose)
+
+
+def configure_logging(verbose: bool) -> None:
+    """Our warnings on stderr; library chatter (weight-loading bars, advisories) only when verbose."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(message)s")
     if not verbose:
         import transformers
@@ -156,39 +163,60 @@ def echo_result(result: Any, as_json: bool) -> None:
     click.echo(f"prompt: {len(result.captions)} captions, {len(result.exemplars)} exemplars; time: {stages}")
 
 
-@main.command(name="eval")
-@click.option("--dataset", required=True, type=click.Choice(["vqav2", "okvqa"]))
-@click.option("--questions", required=True, help="official questions JSON")
-@click.option("--annotations", help="official annotations JSON; without it the run only predicts (test-dev)")
-@click.option("--images", help="COCO image folder (COCO_val2014_%012d.jpg ...)")
-@click.option("--out", required=True, help="run folder: predictions.jsonl, results.json, metrics.json, config.json")
-@click.option("--captions", "captions_path", help="precomputed captions ({image_id: [...]} or COCO captions); replaces the captioner")
-@click.option("--exemplars", "exemplar_index", help="exemplar index from `run.py index`: PICa-style retrieved exemplars")
-@click.option("--n-shot", type=int, help="retrieved exemplars per prompt")
-@click.option("--n-ensemble", type=int, help="prompts per question; the most probable answer wins")
-@click.option("--limit", type=int, help="a reproducible random subset of N questions (under --seed)")
-@click.option("--question-ids", help="only these question ids (JSON list or one per line)")
-@click.option("--split-by-image", is_flag=True, help="with --limit: sample whole images, all their questions")
-@click.option("--lemmatized", is_flag=True, help="OK-VQA: the Img2LLM-style lemmatized accuracy (not official)")
-@click.option("--cache", "cache_path", help="intermediates cache file [default: ~/.cache/zsvqa/intermediates.sqlite]")
-@click.option("--no-cache", is_flag=True, help="compute every intermediate afresh")
-@click.option("--no-progress", is_flag=True, help="no progress bar")
-@model_options
-def evaluate_command(**options: Any) -> None:
-    """Evaluate on a VQAv2 or OK-VQA split; a rerun of the same command resumes."""
+DATASET_OPTIONS: list[tuple[str, dict[str, Any]]] = [
+    ("--dataset", dict(required=True, type=click.Choice(["vqav2", "okvqa"]))),
+    ("--questions", dict(required=True, help="official questions JSON")),
+    ("--annotations", dict(help="official annotations JSON; without it the run only predicts (test-dev)")),
+    ("--images", dict(help="COCO image folder (COCO_val2014_%012d.jpg ...)")),
+    ("--captions", dict(help="precomputed captions ({image_id: [...]} or COCO captions); replaces the captioner")),
+    ("--exemplars", dict(help="exemplar index from `run.py index`: PICa-style retrieved exemplars")),
+    ("--n-shot", dict(type=int, help="retrieved exemplars per prompt")),
+    ("--n-ensemble", dict(type=int, help="prompts per question; the most probable answer wins")),
+    ("--limit", dict(type=int, help="a reproducible random subset of N questions (under --seed)")),
+    ("--question-ids", dict(help="only these question ids (JSON list or one per line)")),
+    ("--split-by-image", dict(is_flag=True, help="with --limit: sample whole images, all their questions")),
+    ("--lemmatized", dict(is_flag=True, help="OK-VQA: the Img2LLM-style lemmatized accuracy (not official)")),
+    ("--cache", dict(help="intermediates cache file [default: ~/.cache/zsvqa/intermediates.sqlite]")),
+    ("--no-cache", dict(is_flag=True, help="compute every intermediate afresh")),
+    ("--no-progress", dict(is_flag=True, help="no progress bar")),
+]
+
+
+def dataset_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Adds the evaluation data options (shared by `eval` and benchmarks/ablate.py) and the model options."""
+    for flag, settings in reversed(DATASET_OPTIONS):
+        command = click.option(flag, **settings)(command)
+    return model_options(command)
+
+
+@dataclass
+class EvalInputs:
+    """What the data options resolve to: the config, the dataset, and how to run it."""
+
+    config: PipelineConfig
+    dataset: VQADataset
+    captions: dict[int, list[str]] | None
+    lemmatized: bool
+    cache_path: Path | None
+    progress: bool
+    description: dict[str, Any]
+
+
+def eval_inputs(options: dict[str, Any]) -> EvalInputs:
+    """Reads and checks the data named by DATASET_OPTIONS and MODEL_OPTIONS, before any work starts."""
     from zsvqa.config import preset
     from zsvqa.data import load_dataset, read_captions_file
-    from zsvqa.evaluation import default_cache_path, evaluate
+    from zsvqa.evaluation import default_cache_path
 
     preset_name = options.pop("preset")
     overrides = overrides_from(options)
-    for option, key in [("exemplar_index", "retrieval.index"), ("n_shot", "retrieval.n_shot"), ("n_ensemble", "retrieval.n_ensemble")]:
+    for option, key in [("exemplars", "retrieval.index"), ("n_shot", "retrieval.n_shot"), ("n_ensemble", "retrieval.n_ensemble")]:
         if options[option] is not None:
             overrides[key] = options[option]
-    if options["exemplar_index"]:
+    if options["exemplars"]:
         overrides.setdefault("prompt.exemplars", "retrieved")
     config = preset(preset_name).with_overrides(overrides)
-    captions = read_captions_file(options["captions_path"]) if options["captions_path"] else None
+    captions = read_captions_file(options["captions"]) if options["captions"] else None
     if captions is None and not options["images"]:
         raise InputError("--images is required (or give precomputed --captions)")
     dataset = load_dataset(
@@ -196,11 +224,29 @@ def evaluate_command(**options: Any) -> None:
         options["images"] if captions is None else None,  # precomputed captions replace the images
         options["limit"], options["question_ids"], options["split_by_image"], config.seed,
     )
-    data = {key: options[key] for key in ("questions", "annotations", "images", "captions_path", "limit", "question_ids", "split_by_image")}
-    cache_path = None if options["no_cache"] else options["cache_path"] or default_cache_path()
+    keys = ("questions", "annotations", "images", "captions", "limit", "question_ids", "split_by_image")
+    return EvalInputs(
+        config=config,
+        dataset=dataset,
+        captions=captions,
+        lemmatized=options["lemmatized"],
+        cache_path=None if options["no_cache"] else Path(options["cache"] or default_cache_path()),
+        progress=not options["no_progress"],
+        description={key: options[key] for key in keys},
+    )
+
+
+@main.command(name="eval")
+@click.option("--out", required=True, help="run folder: predictions.jsonl, results.json, metrics.json, config.json")
+@dataset_options
+def evaluate_command(out: str, **options: Any) -> None:
+    """Evaluate on a VQAv2 or OK-VQA split; a rerun of the same command resumes."""
+    from zsvqa.evaluation import evaluate
+
+    inputs = eval_inputs(options)
     summary = evaluate(
-        config, dataset, options["out"], captions, options["lemmatized"], cache_path,
-        progress=not options["no_progress"], data_description=data,
+        inputs.config, inputs.dataset, out, inputs.captions, inputs.lemmatized, inputs.cache_path,
+        progress=inputs.progress, data_description=inputs.description,
     )
     click.echo(f"answered {summary.answered} questions ({summary.resumed} done earlier) in {summary.seconds:.1f}s")
     if summary.errors:

@@ -1,0 +1,202 @@
+#!/usr/bin/env python
+"""Ablations: evaluate every variant of a grid of factors and tabulate and plot accuracy per variant.
+
+    python benchmarks/ablate.py --preset tiny --dataset vqav2 --questions Q.json --annotations A.json \
+        --images DIR --out runs/ablation --factor relevance=gradcam,uniform --factor prompt_exemplars=0,8
+
+A grid can also come from a JSON or YAML file (--grid FILE) mapping factor -> list of values. A factor is one
+of FACTORS below or any dotted setting (captioner.top_k); a value may also be a mapping of dotted settings, for
+factors that move together ({"answerer.model": "google/flan-t5-large", "answerer.kind": "seq2seq"}).
+
+All variants share one intermediates cache, so variants that differ only on the prompt side reuse each other's
+captions and questions and cost only the LLM calls. Output: results.csv, results.md, accuracy_vs_<factor>.png
+for each numeric factor, grid.json, and each variant's full run folder (config.json included) under variants/.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from zsvqa.cli import _Group, configure_logging, dataset_options, eval_inputs  # noqa: E402
+from zsvqa.errors import InputError  # noqa: E402
+from zsvqa.evaluation import evaluate, read_predictions  # noqa: E402
+
+# Friendly factor names -> the setting they vary.
+FACTORS = {
+    "relevance": "captioner.relevance",
+    "num_patches": "captioner.num_patches",
+    "num_captions": "captioner.num_captions",
+    "caption_filter": "captioner.filter_threshold",
+    "qg": "question_gen.backend",
+    "exemplars": "prompt.exemplars",
+    "template": "prompt.template",
+    "prompt_style": "prompt.style",
+    "answerer": "answerer.model",
+    "prompt_captions": "prompt.num_captions",
+    "prompt_exemplars": "prompt.num_exemplars",
+}
+
+
+def parse_value(text: str) -> Any:
+    """'3' -> 3, '0.5' -> 0.5, 'none' -> None, anything else stays text."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return None if text.lower() in ("none", "null", "off") else text
+
+
+def read_grid(grid_file: str | None, factors: tuple[str, ...]) -> dict[str, list[Any]]:
+    grid: dict[str, list[Any]] = {}
+    if grid_file:
+        path = Path(grid_file)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise InputError(f"cannot read the grid file {grid_file!r}: {error.strerror}") from error
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            loaded = yaml.safe_load(text)
+        else:
+            loaded = json.loads(text)
+        if not isinstance(loaded, dict) or not all(isinstance(v, list) and v for v in loaded.values()):
+            raise InputError(f"grid file {grid_file!r} must map each factor to a non-empty list of values")
+        grid.update(loaded)
+    for factor in factors:
+        name, sep, values = factor.partition("=")
+        if not sep or not values:
+            raise InputError(f"--factor takes NAME=V1,V2,...; got {factor!r}")
+        grid[name.strip()] = [parse_value(v.strip()) for v in values.split(",")]
+    if not grid:
+        raise InputError("give at least one --factor or a --grid file")
+    return grid
+
+
+def variant_overrides(factor: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return dict(value)
+    return {FACTORS.get(factor, factor): "none" if value is None else str(value)}
+
+
+def variant_name(assignment: dict[str, Any]) -> str:
+    def short(value: Any) -> str:
+        if isinstance(value, dict):
+            value = "+".join(str(v) for v in value.values())
+        return "".join(c if c.isalnum() or c in ".-" else "-" for c in str(value))[:40]
+
+    return "__".join(f"{factor}={short(value)}" for factor, value in assignment.items())
+
+
+def plot(rows: list[dict[str, Any]], grid: dict[str, list[Any]], out: Path) -> list[Path]:
+    """accuracy_vs_<factor>.png for each factor whose values are all numbers (mean over the other factors)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for factor, values in grid.items():
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            continue
+        points = sorted({v for v in values})
+        means = []
+        for value in points:
+            accuracies = [r["accuracy"] for r in rows if r[factor] == value and r["accuracy"] is not None]
+            means.append(sum(accuracies) / len(accuracies) if accuracies else float("nan"))
+        figure, axis = plt.subplots(figsize=(5, 3.5))
+        axis.plot(points, means, marker="o")
+        axis.set_xlabel(factor)
+        axis.set_ylabel("VQA accuracy (%)")
+        axis.set_title(f"accuracy vs {factor}" + (" (mean over other factors)" if len(grid) > 1 else ""), fontsize=9)
+        axis.grid(alpha=0.3)
+        path = out / f"accuracy_vs_{factor}.png"
+        figure.savefig(path, dpi=100, bbox_inches="tight")
+        plt.close(figure)
+        written.append(path)
+    return written
+
+
+def write_tables(rows: list[dict[str, Any]], columns: list[str], out: Path) -> None:
+    with (out / "results.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.3f}" if value < 10 else f"{value:.2f}"
+        return "" if value is None else str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row[c]) for c in columns) + " |" for row in rows]
+    (out / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+@click.command()
+@click.option("--out", required=True, help="ablation folder")
+@click.option("--grid", "grid_file", help="JSON or YAML file: factor -> list of values")
+@click.option("--factor", "factors", multiple=True, metavar="NAME=V1,V2", help="a factor and its values (repeatable)")
+@dataset_options
+def ablate(out: str, grid_file: str | None, factors: tuple[str, ...], **options: Any) -> None:
+    """Evaluate every combination of the grid's factor values."""
+    from tqdm import tqdm
+
+    configure_logging(verbose=False)
+    grid = read_grid(grid_file, factors)
+    inputs = eval_inputs(options)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "grid.json").write_text(json.dumps(grid, indent=2), encoding="utf-8")
+    # Every variant's config is checked before the first one runs, so a typo fails fast.
+    variants = []
+    for values in itertools.product(*grid.values()):
+        assignment = dict(zip(grid, values))
+        overrides: dict[str, Any] = {}
+        for factor, value in assignment.items():
+            overrides.update(variant_overrides(factor, value))
+        variants.append((assignment, inputs.config.with_overrides(overrides)))
+    answer_types = sorted({q.answer_type for q in inputs.dataset.questions if q.answer_type})
+    rows = []
+    for assignment, config in tqdm(variants, desc="variants", unit="variant", disable=not inputs.progress):
+        name = variant_name(assignment)
+        summary = evaluate(
+            config, inputs.dataset, folder / "variants" / name, inputs.captions, inputs.lemmatized,
+            inputs.cache_path, progress=inputs.progress, data_description=inputs.description,
+        )
+        records = read_predictions(folder / "variants" / name / "predictions.jsonl").values()
+        seconds = [r.get("seconds", 0.0) for r in records]
+        metrics = summary.metrics or {}
+        row = {
+            "variant": name,
+            **assignment,
+            "accuracy": metrics.get("overall"),
+            **{f"acc_{t}": metrics.get("per_answer_type", {}).get(t) for t in answer_types},
+            "seconds_per_question": sum(seconds) / len(seconds) if seconds else None,
+            "errors": len(summary.errors),
+        }
+        rows.append({k: json.dumps(v) if isinstance(v, dict) else v for k, v in row.items()})
+    columns = list(rows[0])
+    write_tables(rows, columns, folder)
+    plots = plot(rows, grid, folder)
+    click.echo((folder / "results.md").read_text(encoding="utf-8"))
+    click.echo(f"wrote {folder}/results.csv, results.md" + "".join(f", {p.name}" for p in plots))
+
+
+def main() -> None:
+    group = _Group(commands={"ablate": ablate})
+    group.main(args=["ablate", *sys.argv[1:]], prog_name="ablate.py")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""The benchmark scripts run with the tiny preset, so they never rot. No timing is asserted."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from synthetic_data import write_dataset
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_script(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_ablate_grid_with_tiny_preset(tmp_path) -> None:
+    data = write_dataset(tmp_path / "data")
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("relevance: [gradcam, full]\nprompt_exemplars: [0, 2, 4]\n")
+    out = tmp_path / "ablation"
+    result = run_script(
+        "benchmarks/ablate.py", "--preset", "tiny", "--dataset", "vqav2", "--questions", str(data["questions"]),
+        "--annotations", str(data["annotations"]), "--images", str(data["images"]), "--out", str(out),
+        "--grid", str(grid), "--factor", "qg=template,none", "--cache", str(tmp_path / "cache.sqlite"), "--no-progress",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert len(rows) == 2 * 3 * 2
+    assert {"accuracy", "acc_yes/no", "acc_number", "acc_other", "seconds_per_question"} <= set(rows[0])
+    assert all(row["errors"] == "0" for row in rows)
+    assert (out / "results.md").read_text().count("\n") == 2 + 12
+    assert (out / "accuracy_vs_prompt_exemplars.png").stat().st_size > 1000
+    assert not (out / "accuracy_vs_relevance.png").exists()  # not a numeric factor
+    for row in rows:
+        config = json.loads((out / "variants" / row["variant"] / "config.json").read_text())
+        assert config["pipeline"]["captioner"]["relevance"] == row["relevance"]
+        assert config["pipeline"]["prompt"]["num_exemplars"] == int(row["prompt_exemplars"])
+    # Prompt-side variants reuse the vision intermediates: only one vision pass per relevance mode.
+    import sqlite3
+
+    entries = sqlite3.connect(tmp_path / "cache.sqlite").execute(
+        "SELECT COUNT(*) FROM entries WHERE kind = 'captions'").fetchone()[0]
+    assert entries == 2 * 6
+
+
+def test_ablate_rejects_unknown_factor_before_work(tmp_path) -> None:
+    data = write_dataset(tmp_path / "data")
+    result = run_script(
+        "benchmarks/ablate.py", "--preset", "tiny", "--dataset", "vqav2", "--questions", str(data["questions"]),
+        "--images", str(data["images"]), "--out", str(tmp_path / "a"), "--factor", "nonsense=1,2",
+    )
+    assert result.returncode == 1 and "unknown setting 'nonsense'" in result.stderr
+    assert not (tmp_path / "a" / "variants").exists()
