@@ -53,3 +53,17 @@ def test_ablate_rejects_unknown_factor_before_work(tmp_path) -> None:
     )
     assert result.returncode == 1 and "unknown setting 'nonsense'" in result.stderr
     assert not (tmp_path / "a" / "variants").exists()
+
+
+def test_speed_script_with_tiny_preset(tmp_path) -> None:
+    out = tmp_path / "speed.json"
+    result = run_script("benchmarks/speed.py", "--preset", "tiny", "--questions", "2", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["gradcam"]["maps_equal"] is True
+    for section in ("gradcam", "image_features", "captioning", "pipeline"):
+        assert report[section]["speedup"] > 0
+    assert report["captioning"]["captions"] == 8 and report["questions"] == 2
+    assert report["machine"]["cpu_count"] >= 1 and report["memory"]["peak_gb"] > 0
+    assert "reference_lavis" not in report  # no comparison with the reference for tiny models
+    assert "| 4. whole pipeline" in result.stdout

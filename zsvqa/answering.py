@@ -36,14 +36,14 @@ class FrozenLM:
     concatenated before decoding.
     """
 
-    def __init__(self, config: AnswererConfig, device: str = "cpu") -> None:
+    def __init__(self, config: AnswererConfig, device: str = "cpu", dtype: str = "float32") -> None:
         from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
         self.config = config
         self.device = device
         cls = AutoModelForCausalLM if config.kind == "causal" else AutoModelForSeq2SeqLM
         self.model, self.tokenizer = load_frozen(
-            cls, config.model, "answerer", "--answerer-model", device, gguf_file=config.gguf_file
+            cls, config.model, "answerer", "--answerer-model", device, gguf_file=config.gguf_file, dtype=dtype
         )
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token

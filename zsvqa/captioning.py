@@ -27,14 +27,14 @@ class CaptionSet:
 class PatchCaptioner:
     """(image features, patch relevance) -> N diverse captions, each conditioned on its own K sampled patches."""
 
-    def __init__(self, config: CaptionerConfig, device: str = "cpu") -> None:
+    def __init__(self, config: CaptionerConfig, device: str = "cpu", dtype: str = "float32") -> None:
         from transformers import AutoProcessor, BlipForConditionalGeneration
 
         self.config = config
         self.device = device
         self.model, self.processor = load_frozen(
             BlipForConditionalGeneration, config.model, "captioner", "--captioner-model", device,
-            preprocessor_cls=AutoProcessor,
+            preprocessor_cls=AutoProcessor, dtype=dtype,
         )
         text_config = self.model.config.text_config
         prompt_ids = self.processor.tokenizer(config.prompt, return_tensors="pt").input_ids

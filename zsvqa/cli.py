@@ -35,6 +35,7 @@ MODEL_OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--num-captions", "captioner.num_captions", int, "N: captions generated per question"),
     ("--caption-filter", "captioner.filter_threshold", float, "keep captions whose ITM match probability is at least this"),
     ("--device", "device", str, "torch device, e.g. cpu or cuda"),
+    ("--dtype", "dtype", click.Choice(["float32", "bfloat16", "float16"]), "weight precision"),
     ("--seed", "seed", int, "random seed"),
 ]
 

@@ -116,6 +116,9 @@ class PipelineConfig:
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     answerer: AnswererConfig = field(default_factory=AnswererConfig)
     device: str = "cpu"
+    # Weights and activations: float32, or bfloat16 / float16 for half the memory (bfloat16 is fast on CPUs
+    # with AMX or AVX512-BF16, and on GPUs).
+    dtype: str = "float32"
     seed: int = 0
 
     def validate(self) -> PipelineConfig:
@@ -126,6 +129,7 @@ class PipelineConfig:
             (self.prompt.style, PROMPT_STYLES, "prompt.style"),
             (self.answerer.kind, ANSWERER_KINDS, "answerer.kind"),
         ]
+        checks.append((self.dtype, ("float32", "bfloat16", "float16"), "dtype"))
         for value, allowed, name in checks:
             if value not in allowed:
                 raise InputError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
@@ -167,7 +171,7 @@ class PipelineConfig:
 
 
 def _section_names() -> list[str]:
-    return [f.name for f in dataclasses.fields(PipelineConfig) if f.name not in ("name", "device", "seed")]
+    return [f.name for f in dataclasses.fields(PipelineConfig) if f.name not in ("name", "device", "dtype", "seed")]
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:

@@ -72,14 +72,14 @@ def normalize_relevance(cam: torch.Tensor) -> torch.Tensor:
 class ImageQuestionMatcher:
     """BLIP ITM: match scores and GradCAM patch relevance for questions about one image."""
 
-    def __init__(self, config: MatcherConfig, device: str = "cpu") -> None:
+    def __init__(self, config: MatcherConfig, device: str = "cpu", dtype: str = "float32") -> None:
         from transformers import AutoProcessor, BlipForImageTextRetrieval
 
         self.config = config
         self.device = device
         self.model, self.processor = load_frozen(
             BlipForImageTextRetrieval, config.model, "image-text matching", "--itm-model", device,
-            preprocessor_cls=AutoProcessor,
+            preprocessor_cls=AutoProcessor, dtype=dtype,
         )
         layers = len(self.model.text_encoder.encoder.layer)
         if not 0 <= config.gradcam_layer < layers:

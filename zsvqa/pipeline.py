@@ -30,7 +30,7 @@ from zsvqa.question_generation import QuestionGenerator
 from zsvqa.retrieval import ExemplarRetriever
 
 log = logging.getLogger(__name__)
-TINY_WARNING = "the tiny preset uses small random models: its captions and answers are meaningless noise"
+TINY_WARNING = "random models (tiny or random: names) are in use: captions and answers are meaningless noise"
 
 
 @dataclass
@@ -96,7 +96,7 @@ class Pipeline:
                 "`run.py index` and pass it with --exemplars DIR (or use --exemplar-source none)"
             )
         models = [config.matcher.model, config.captioner.model, config.question_gen.model, config.answerer.model]
-        self.warning = TINY_WARNING if any(m.startswith("tiny:") for m in models) else None
+        self.warning = TINY_WARNING if any(m.startswith(("tiny:", "random:")) for m in models) else None
         if self.warning:
             log.warning(self.warning)
         # Text-side results per caption set: several questions often share one set of captions.
@@ -113,15 +113,15 @@ class Pipeline:
     # Stages, built on first use.
     @functools.cached_property
     def lm(self) -> FrozenLM:
-        return FrozenLM(self.config.answerer, self.config.device)
+        return FrozenLM(self.config.answerer, self.config.device, self.config.dtype)
 
     @functools.cached_property
     def matcher(self) -> ImageQuestionMatcher:
-        return ImageQuestionMatcher(self.config.matcher, self.config.device)
+        return ImageQuestionMatcher(self.config.matcher, self.config.device, self.config.dtype)
 
     @functools.cached_property
     def captioner(self) -> PatchCaptioner:
-        return PatchCaptioner(self.config.captioner, self.config.device)
+        return PatchCaptioner(self.config.captioner, self.config.device, self.config.dtype)
 
     @functools.cached_property
     def answerer(self) -> Answerer:
@@ -134,7 +134,7 @@ class Pipeline:
     @functools.cached_property
     def question_generator(self) -> QuestionGenerator:
         lm = self.lm if self.config.question_gen.backend == "llm" else None
-        return QuestionGenerator(self.config.question_gen, lm, self.config.device)
+        return QuestionGenerator(self.config.question_gen, lm, self.config.device, self.config.dtype)
 
     @functools.cached_property
     def retriever(self) -> ExemplarRetriever:

@@ -22,11 +22,13 @@ class _Backend(Protocol):
 class QuestionGenerator:
     """(answer candidates, captions) -> synthetic QA exemplars, one per candidate that yields a question."""
 
-    def __init__(self, config: QuestionGenConfig, lm: FrozenLM | None = None, device: str = "cpu") -> None:
+    def __init__(
+        self, config: QuestionGenConfig, lm: FrozenLM | None = None, device: str = "cpu", dtype: str = "float32"
+    ) -> None:
         self.config = config
         self.backend: _Backend | None
         if config.backend == "t5":
-            self.backend = T5Questions(config, device)
+            self.backend = T5Questions(config, device, dtype)
         elif config.backend == "template":
             self.backend = TemplateQuestions()
         elif config.backend == "llm":
@@ -60,13 +62,13 @@ def _tidy(question: str) -> str:
 class T5Questions:
     """A T5-style seq2seq generator fed `answer: {a}  context: {c}.`, decoded with beam search."""
 
-    def __init__(self, config: QuestionGenConfig, device: str) -> None:
+    def __init__(self, config: QuestionGenConfig, device: str, dtype: str) -> None:
         from transformers import AutoModelForSeq2SeqLM
 
         self.config = config
         self.device = device
         self.model, self.tokenizer = load_frozen(
-            AutoModelForSeq2SeqLM, config.model, "question generation", "--qg-model", device
+            AutoModelForSeq2SeqLM, config.model, "question generation", "--qg-model", device, dtype=dtype
         )
         self.template = load_template("t5_question_generation")
 

@@ -1,8 +1,9 @@
-"""Small randomly initialised models of the real classes, for tests and smoke runs.
+"""Randomly initialised models of the real classes: small ones for tests and smoke runs (``tiny:NAME``), and
+real-size ones for speed benchmarks (``random:NAME``, the same compute as the real models).
 
-No vision weights can be installed offline, so the `tiny` preset builds these from configs, saves them with
-`save_pretrained`, and the product loads them back through its ordinary loading code. Their outputs are
-noise: use them for mechanics, shapes, determinism and equivalence, never for accuracy.
+No vision weights can be installed offline, so these are built from configs, saved with `save_pretrained`,
+and the product loads them back through its ordinary loading code. Their outputs are noise: use them for
+mechanics, shapes, determinism, equivalence and timing, never for accuracy.
 
 The tokenizer is the real bert-base-uncased WordPiece vocabulary shipped with the bundled
 all-MiniLM-L6-v2 model, which is also BLIP's text vocabulary.
@@ -10,6 +11,7 @@ all-MiniLM-L6-v2 model, which is also BLIP's text vocabulary.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 from pathlib import Path
@@ -37,69 +39,69 @@ def _bert_tokenizer() -> Any:
     return tokenizer
 
 
-def _blip_config() -> Any:
+# (text hidden, text layers, text heads, vision hidden, vision layers, vision heads, image size)
+BLIP_SIZES = {
+    "tiny": (HIDDEN, 2, 2, HIDDEN, 2, 2, IMAGE_SIZE),
+    # BLIP large: ViT-L/16 at 384 px, BERT-base text transformer.
+    "large": (768, 12, 12, 1024, 24, 16, 384),
+}
+# (d_model, d_ff, d_kv, layers, heads)
+T5_SIZES = {"tiny": (HIDDEN, 2 * HIDDEN, 16, 2, 2), "large": (1024, 4096, 64, 24, 16)}
+
+
+def _blip_config(size: str) -> Any:
     from transformers import BlipConfig
 
+    text_hidden, text_layers, text_heads, vision_hidden, vision_layers, vision_heads, image_size = BLIP_SIZES[size]
     text = dict(
         vocab_size=30524,
-        hidden_size=HIDDEN,
-        encoder_hidden_size=HIDDEN,
-        intermediate_size=2 * HIDDEN,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        max_position_embeddings=64,
+        hidden_size=text_hidden,
+        encoder_hidden_size=vision_hidden,
+        intermediate_size=4 * text_hidden if size != "tiny" else 2 * text_hidden,
+        num_hidden_layers=text_layers,
+        num_attention_heads=text_heads,
+        max_position_embeddings=512 if size != "tiny" else 64,
         bos_token_id=30522,
         pad_token_id=0,
         sep_token_id=102,
         eos_token_id=102,
     )
     vision = dict(
-        hidden_size=HIDDEN,
-        intermediate_size=2 * HIDDEN,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=IMAGE_SIZE,
+        hidden_size=vision_hidden,
+        intermediate_size=4 * vision_hidden if size != "tiny" else 2 * vision_hidden,
+        num_hidden_layers=vision_layers,
+        num_attention_heads=vision_heads,
+        image_size=image_size,
         patch_size=PATCH_SIZE,
     )
-    return BlipConfig(text_config=text, vision_config=vision, image_text_hidden_size=16)
+    return BlipConfig(text_config=text, vision_config=vision, image_text_hidden_size=256 if size != "tiny" else 16)
 
 
-def _save_blip(model_cls: Any, target: Path) -> None:
+def _save_blip(model_cls_name: str, size: str, target: Path) -> None:
+    import transformers
     from transformers import BlipImageProcessor, BlipProcessor
 
     tokenizer = _bert_tokenizer()
     # BLIP's text vocabulary is bert-base-uncased plus [DEC] (the decoder's bos) and [ENC].
     tokenizer.add_special_tokens({"bos_token": "[DEC]", "additional_special_tokens": ["[ENC]"]})
-    processor = BlipProcessor(
-        BlipImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}), tokenizer
-    )
-    model_cls(_blip_config()).save_pretrained(target)
+    image_size = BLIP_SIZES[size][-1]
+    processor = BlipProcessor(BlipImageProcessor(size={"height": image_size, "width": image_size}), tokenizer)
+    getattr(transformers, model_cls_name)(_blip_config(size)).save_pretrained(target)
     processor.save_pretrained(target)
 
 
-def _blip_itm(target: Path) -> None:
-    from transformers import BlipForImageTextRetrieval
-
-    _save_blip(BlipForImageTextRetrieval, target)
-
-
-def _blip_captioner(target: Path) -> None:
-    from transformers import BlipForConditionalGeneration
-
-    _save_blip(BlipForConditionalGeneration, target)
-
-
-def _t5(target: Path) -> None:
+def _t5(size: str, target: Path) -> None:
     from transformers import T5Config, T5ForConditionalGeneration
 
     tokenizer = _bert_tokenizer()
+    d_model, d_ff, d_kv, layers, heads = T5_SIZES[size]
     config = T5Config(
-        vocab_size=len(tokenizer),
-        d_model=HIDDEN,
-        d_ff=2 * HIDDEN,
-        d_kv=16,
-        num_layers=2,
-        num_heads=2,
+        vocab_size=len(tokenizer) if size == "tiny" else 32128,  # the real T5 vocabulary size, for its compute
+        d_model=d_model,
+        d_ff=d_ff,
+        d_kv=d_kv,
+        num_layers=layers,
+        num_heads=heads,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.sep_token_id,
         decoder_start_token_id=tokenizer.pad_token_id,
@@ -129,20 +131,23 @@ def _causal_lm(target: Path) -> None:
 
 
 BUILDERS: dict[str, Callable[[Path], None]] = {
-    "blip-itm": _blip_itm,
-    "blip-captioner": _blip_captioner,
-    "t5": _t5,
+    "blip-itm": functools.partial(_save_blip, "BlipForImageTextRetrieval", "tiny"),
+    "blip-captioner": functools.partial(_save_blip, "BlipForConditionalGeneration", "tiny"),
+    "t5": functools.partial(_t5, "tiny"),
     "causal-lm": _causal_lm,
+    "blip-itm-large": functools.partial(_save_blip, "BlipForImageTextRetrieval", "large"),
+    "blip-captioner-large": functools.partial(_save_blip, "BlipForConditionalGeneration", "large"),
+    "t5-large": functools.partial(_t5, "large"),
 }
 
 
 def build(name: str, root: Path | None = None) -> Path:
-    """Build (once, seeded) and return the directory of tiny model `name`."""
+    """Build (once, seeded) and return the directory of random model `name`."""
     from zsvqa.models import cache_dir
 
     if name not in BUILDERS:
-        raise ModelLoadError(f"unknown tiny model 'tiny:{name}'; tiny models: {', '.join(BUILDERS)}")
-    root = root or cache_dir() / "tiny"
+        raise ModelLoadError(f"unknown random model {name!r}; random models: {', '.join(BUILDERS)}")
+    root = root or cache_dir() / "random-models"
     target = root / f"{name}-v{VERSION}"
     if (target / "config.json").exists():
         return target
