@@ -75,3 +75,12 @@ def test_overrides_coerce_types_and_validate() -> None:
         preset("offline").with_overrides({"answerer.kind": "magic"})
     with pytest.raises(InputError, match="fid"):
         preset("offline").with_overrides({"answerer.kind": "fid"})
+
+
+def test_pica_needs_an_exemplar_index() -> None:
+    from zsvqa import Pipeline
+
+    with pytest.raises(InputError, match="need an index: build one with `run.py index`"):
+        Pipeline.from_preset("pica")
+    out = run("ask", "--preset", "pica", "-q", "what?", "-c", "a dog")
+    assert out.exit_code == 1 and "--exemplars DIR" in out.output

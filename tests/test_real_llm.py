@@ -51,3 +51,15 @@ def test_one_call_api_and_cli_json() -> None:
     data = json.loads(out.output)
     assert data["answer"] and re.fullmatch(r"[\w' .-]+", data["answer"])
     assert data["captions"] == [CAPTIONS[0]]
+
+
+def test_converted_gguf_is_reused_not_reconverted(pipeline: Pipeline, monkeypatch) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from zsvqa import models
+
+    source = models.resolve("bundled:gemma-3-270m")
+    assert source.gguf_file and source.gguf_file.endswith(".gguf")
+    monkeypatch.setattr(models, "load_pretrained", lambda *a, **k: pytest.fail("converted again"))
+    cached = models.converted_gguf(AutoModelForCausalLM, source, "answerer", "--answerer-model")
+    assert (models.Path(cached.location) / "config.json").exists() and cached.gguf_file is None

@@ -67,7 +67,7 @@ class QuestionGenConfig:
     num_beams: int = 3
     max_new_tokens: int = 30
     max_answer_words: int = 4  # pairs whose answer has 5 or more words are dropped
-    batch_size: int = 16
+    batch_size: int = 32  # one batch for the default 30 candidates plus yes/no
 
 
 @dataclass

@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from zsvqa.config import MatcherConfig
+from zsvqa.errors import InputError
 from zsvqa.models import load_frozen
 
 
@@ -83,8 +84,6 @@ class ImageQuestionMatcher:
         )
         layers = len(self.model.text_encoder.encoder.layer)
         if not 0 <= config.gradcam_layer < layers:
-            from zsvqa.errors import InputError
-
             raise InputError(f"matcher.gradcam_layer must be in 0..{layers - 1}; got {config.gradcam_layer}")
 
     def encode_image(self, image: Image.Image) -> ImageFeatures:
@@ -117,13 +116,13 @@ class ImageQuestionMatcher:
         ).to(self.device)
 
     def _itm_logits(self, features: ImageFeatures, tokens: Any) -> torch.Tensor:
-        count = tokens.input_ids.shape[0]
-        image_embeds = features.embeds.expand(count, -1, -1)
+        # The image states keep batch size one: cross-attention broadcasts them over the texts, so the keys and
+        # values of the image tokens are projected once per layer, not once per text.
         hidden = self.model.text_encoder(
             input_ids=tokens.input_ids,
             attention_mask=tokens.attention_mask,
-            encoder_hidden_states=image_embeds,
-            encoder_attention_mask=torch.ones(image_embeds.shape[:2], dtype=torch.long, device=self.device),
+            encoder_hidden_states=features.embeds,
+            encoder_attention_mask=torch.ones(features.embeds.shape[:2], dtype=torch.long, device=self.device),
         ).last_hidden_state
         return self.model.itm_head(hidden[:, 0, :]).float()
 
