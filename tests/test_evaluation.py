@@ -219,3 +219,19 @@ def test_subsets_are_reproducible(data, tmp_path) -> None:
     ids.write_text("12345")
     with pytest.raises(InputError, match="not in the questions file"):
         load_dataset("vqav2", data["questions"], None, None, question_ids_path=ids)
+
+
+def test_text_side_cache_keys_on_what_the_questions_depend_on(tmp_path) -> None:
+    from zsvqa.cache import IntermediateCache
+
+    cache = IntermediateCache(tmp_path / "cache.sqlite")
+    captions = CAPTIONS[42]
+    llm = preset("tiny").with_overrides({"question_gen.backend": "llm"})
+    Pipeline(llm, cache)._text_side(captions, {})
+    misses = cache.misses
+    Pipeline(llm, cache)._text_side(captions, {})  # same settings: a hit
+    assert cache.misses == misses
+    Pipeline(llm.with_overrides({"answerer.max_new_tokens": "3"}), cache)._text_side(captions, {})
+    assert cache.misses == misses + 1  # another LLM setting writes other questions
+    Pipeline(llm.with_overrides({"prompt.num_exemplars": "1"}), cache)._text_side(captions, {})
+    assert cache.misses == misses + 1  # a prompt-only change reuses them

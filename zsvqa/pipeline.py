@@ -292,6 +292,8 @@ class Pipeline:
             "captions": captions,
             "candidates": dataclasses.asdict(self.config.candidates),
             "question_gen": dataclasses.asdict(self.config.question_gen) if needs_exemplars else None,
+            # The llm question generator is the answerer's model: its questions depend on that model too.
+            "llm": dataclasses.asdict(self.config.answerer) if self.config.question_gen.backend == "llm" else None,
         }
         stored = self.cache.get("text_side", description) if self.cache else None
         if stored is not None:
