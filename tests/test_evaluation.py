@@ -235,3 +235,18 @@ def test_text_side_cache_keys_on_what_the_questions_depend_on(tmp_path) -> None:
     assert cache.misses == misses + 1  # another LLM setting writes other questions
     Pipeline(llm.with_overrides({"prompt.num_exemplars": "1"}), cache)._text_side(captions, {})
     assert cache.misses == misses + 1  # a prompt-only change reuses them
+
+
+def test_image_removed_after_validation_is_an_error_record(data, tmp_path) -> None:
+    dataset = load_dataset("vqav2", data["questions"], data["annotations"], data["images"])
+    dataset.image_paths[IMAGE_IDS[2]].unlink()
+    summary = evaluate(preset("tiny"), dataset, tmp_path / "run", cache_path=tmp_path / "c.sqlite", progress=False)
+    assert list(summary.errors.values()) == [summary.errors[IMAGE_IDS[2] * 1000 + 5]]
+    assert "does not exist" in summary.errors[IMAGE_IDS[2] * 1000 + 5] and summary.answered == 6
+
+
+def test_image_without_precomputed_captions_is_an_error_record(data, tmp_path) -> None:
+    dataset = load_dataset("vqav2", data["questions"], data["annotations"], None)
+    captions = {k: v for k, v in CAPTIONS.items() if k != IMAGE_IDS[0]}
+    summary = evaluate(preset("tiny"), dataset, tmp_path / "run", captions=captions, progress=False)
+    assert len(summary.errors) == 3 and all("no precomputed captions" in e for e in summary.errors.values())

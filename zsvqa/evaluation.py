@@ -149,10 +149,9 @@ class Evaluator:
         """Answer one image's questions; an image that cannot be read becomes an error record per question."""
         try:
             if self.captions is not None:
-                captioned = [QuestionCaptions(q.question, self.captions.get(image_id, [])) for q in questions]
-                missing = not captioned[0].captions
-                if missing:
+                if not self.captions.get(image_id):
                     raise InputError(f"no precomputed captions for image {image_id}")
+                captioned = [QuestionCaptions(q.question, self.captions[image_id]) for q in questions]
             else:
                 captioned = self.pipeline.caption_image(self.dataset.image_paths[image_id], [q.question for q in questions])
         except InputError as error:

@@ -18,9 +18,7 @@ def load_image(source: str | Path | Image.Image) -> Image.Image:
     """An RGB image from a path or a PIL image."""
     if isinstance(source, Image.Image):
         return _to_rgb(ImageOps.exif_transpose(source), "the given image")
-    path = Path(source)
-    if not path.is_file():
-        raise InputError(f"image {str(path)!r} does not exist or is not a file")
+    path = check_image_path(source)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -34,6 +32,13 @@ def load_image(source: str | Path | Image.Image) -> Image.Image:
         raise InputError(f"image {str(path)!r} cannot be read: {error}") from error
     except (OSError, ValueError, SyntaxError) as error:  # truncated or corrupt data
         raise InputError(f"image {str(path)!r} is corrupt or truncated: {error}") from error
+
+
+def check_image_path(source: str | Path) -> Path:
+    path = Path(source)
+    if not path.is_file():
+        raise InputError(f"image {str(path)!r} does not exist or is not a file")
+    return path
 
 
 def _to_rgb(image: Image.Image, name: str) -> Image.Image:

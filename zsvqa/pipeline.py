@@ -23,7 +23,7 @@ from zsvqa.candidates import AnswerCandidate, AnswerCandidateExtractor
 from zsvqa.captioning import PatchCaptioner
 from zsvqa.config import PipelineConfig, preset
 from zsvqa.errors import InputError
-from zsvqa.images import load_image
+from zsvqa.images import check_image_path, load_image
 from zsvqa.matching import ImageQuestionMatcher
 from zsvqa.prompting import PromptBuilder, QAExemplar
 from zsvqa.question_generation import QuestionGenerator
@@ -182,7 +182,7 @@ class Pipeline:
         captioner = self.config.captioner
         uses_matcher = captioner.relevance == "gradcam" or captioner.filter_threshold is not None
         return {
-            "image": file_identity(image),
+            "image": file_identity(check_image_path(image)),
             "question": question,
             "matcher": dataclasses.asdict(self.config.matcher) if uses_matcher else None,
             "captioner": dataclasses.asdict(captioner),
