@@ -64,6 +64,6 @@ def test_speed_script_with_tiny_preset(tmp_path) -> None:
     for section in ("gradcam", "image_features", "captioning", "pipeline"):
         assert report[section]["speedup"] > 0
     assert report["captioning"]["captions"] == 8 and report["questions"] == 2
-    assert report["machine"]["cpu_count"] >= 1 and report["memory"]["peak_gb"] > 0
+    assert report["machine"]["cpu_count"] >= 1 and 0 < report["memory"]["models_loaded_gb"] <= report["memory"]["loading_peak_gb"]
     assert "reference_lavis" not in report  # no comparison with the reference for tiny models
     assert "| 4. whole pipeline" in result.stdout
