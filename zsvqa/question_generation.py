@@ -46,11 +46,11 @@ class QuestionGenerator:
             for candidate in candidates
             if len(candidate.text.split()) <= self.config.max_answer_words and candidate.caption_indices
         ]
-        questions = self.backend.questions(pairs, captions)
+        questions = [_tidy(q) for q in self.backend.questions(pairs, captions)]
         return [
-            QAExemplar(_tidy(question), candidate.text, caption)
+            QAExemplar(question, candidate.text, caption)
             for (candidate, caption), question in zip(pairs, questions)
-            if _tidy(question)
+            if question
         ]
 
 
