@@ -27,6 +27,7 @@ import click
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from zsvqa.cli import _Group, configure_logging, dataset_options, eval_inputs  # noqa: E402
+from zsvqa.data import read_json  # noqa: E402
 from zsvqa.errors import InputError  # noqa: E402
 from zsvqa.evaluation import evaluate, read_predictions  # noqa: E402
 
@@ -147,8 +148,11 @@ def write_tables(rows: list[dict[str, Any]], columns: list[str], out: Path) -> N
 @click.option("--out", required=True, help="ablation folder")
 @click.option("--grid", "grid_file", help="JSON or YAML file: factor -> list of values")
 @click.option("--factor", "factors", multiple=True, metavar="NAME=V1,V2", help="a factor and its values (repeatable)")
+@click.option("--categories", "categories_file", default=None,
+              help="JSON {question_id: category}: adds an accuracy column per category (e.g. benchmarks/devset)")
 @dataset_options
-def ablate(out: str, grid_file: str | None, factors: tuple[str, ...], **options: Any) -> None:
+def ablate(out: str, grid_file: str | None, factors: tuple[str, ...], categories_file: str | None,
+           **options: Any) -> None:
     """Evaluate every combination of the grid's factor values."""
     from tqdm import tqdm
 
@@ -167,6 +171,7 @@ def ablate(out: str, grid_file: str | None, factors: tuple[str, ...], **options:
             overrides.update(variant_overrides(factor, value))
         variants.append((assignment, inputs.config.with_overrides(overrides)))
     answer_types = sorted({q.answer_type for q in inputs.dataset.questions if q.answer_type})
+    categories = {int(k): v for k, v in read_json(categories_file, "categories").items()} if categories_file else {}
     rows = []
     for assignment, config in tqdm(variants, desc="variants", unit="variant", disable=not inputs.progress):
         name = variant_name(assignment)
@@ -182,6 +187,7 @@ def ablate(out: str, grid_file: str | None, factors: tuple[str, ...], **options:
             **assignment,
             "accuracy": metrics.get("overall"),
             **{f"acc_{t}": metrics.get("per_answer_type", {}).get(t) for t in answer_types},
+            **category_accuracy(records, categories),
             "seconds_per_question": sum(seconds) / len(seconds) if seconds else None,
             "errors": len(summary.errors),
         }
@@ -191,6 +197,15 @@ def ablate(out: str, grid_file: str | None, factors: tuple[str, ...], **options:
     plots = plot(rows, grid, folder)
     click.echo((folder / "results.md").read_text(encoding="utf-8"))
     click.echo(f"wrote {folder}/results.csv, results.md" + "".join(f", {p.name}" for p in plots))
+
+
+def category_accuracy(records: Any, categories: dict[int, str]) -> dict[str, float]:
+    """Accuracy in percent per category of question, for the questions the categories file names."""
+    scores: dict[str, list[float]] = {}
+    for record in records:
+        if record["question_id"] in categories and record.get("accuracy") is not None:
+            scores.setdefault(categories[record["question_id"]], []).append(record["accuracy"])
+    return {f"acc_{name}": round(100 * sum(v) / len(v), 2) for name, v in sorted(scores.items())}
 
 
 def main() -> None:

@@ -79,15 +79,15 @@ def test_answerer_reads_passages_under_fid(fid: FrozenLM) -> None:
 def test_t5_question_generation_shapes_and_determinism() -> None:
     generator = QuestionGenerator(QuestionGenConfig(backend="t5", model="tiny:t5", max_new_tokens=6, batch_size=2))
     candidates = [AnswerCandidate(word, "noun", 1, [i]) for i, word in enumerate(["man", "bike", "helmet"])]
-    first = generator(candidates, CAPTIONS)
-    assert first == generator(candidates, CAPTIONS)
+    first = generator(candidates, CAPTIONS).pairs
+    assert first == generator(candidates, CAPTIONS).pairs
     assert [e.answer for e in first] == [c.text for c in candidates if any(c.text == e.answer for e in first)]
     assert all(e.context == CAPTIONS[c.caption_indices[0]] for e, c in zip(first, candidates))
 
 
 def test_llm_question_generation(causal: FrozenLM) -> None:
     generator = QuestionGenerator(QuestionGenConfig(backend="llm", max_new_tokens=5), causal)
-    exemplars = generator([AnswerCandidate("bike", "noun", 1, [0])], CAPTIONS)
+    exemplars = generator([AnswerCandidate("bike", "noun", 1, [0])], CAPTIONS).pairs
     assert len(exemplars) <= 1 and all(e.answer == "bike" and e.question for e in exemplars)
 
 

@@ -1,11 +1,9 @@
-"""Candidates, rule-based questions and prompt rendering, against golden files; prompt budget trimming."""
-
-import json
+"""Candidates, rule-based questions and prompt rendering against hand-worked expectations; prompt budget trimming."""
 
 import pytest
 
-from conftest import CAPTIONS, assert_golden
-from zsvqa.candidates import AnswerCandidate, AnswerCandidateExtractor
+from conftest import CAPTIONS, GOLDEN, assert_golden
+from zsvqa.candidates import AnswerCandidate, AnswerCandidateExtractor, load_spacy
 from zsvqa.config import CandidateConfig, PromptConfig, QuestionGenConfig
 from zsvqa.errors import InputError
 from zsvqa.prompting import PromptBuilder, QAExemplar, select_captions
@@ -17,61 +15,170 @@ def candidates() -> list[AnswerCandidate]:
     return AnswerCandidateExtractor(CandidateConfig())(CAPTIONS)
 
 
-def test_candidates_golden(candidates: list[AnswerCandidate]) -> None:
-    rows = [f"{c.text}\t{c.kind}\t{c.count}\t{c.caption_indices}\t{c.head}" for c in candidates]
-    assert_golden("candidates.tsv", "\n".join(rows) + "\n")
-
-
-def test_candidates_ranked_limited_and_yes_no(candidates: list[AnswerCandidate]) -> None:
+def test_filtered_candidates_count_captions_and_drop_articles(candidates: list[AnswerCandidate]) -> None:
+    found = {c.text: c for c in candidates}
+    # Worked by hand from conftest.CAPTIONS: "man" in captions 0 and 1, "red bicycle" in 0 and 3.
+    assert (found["man"].count, found["man"].caption_indices) == (2, [0, 1])
+    assert (found["red bicycle"].kind, found["red bicycle"].caption_indices) == ("chunk", [0, 3])
+    assert found["two"].kind == "number" and found["riding"].kind == "verb"
+    assert not any(c.text.startswith(("a ", "the ")) for c in candidates)
     counts = [c.count for c in candidates if c.kind != "yesno"]
     assert counts == sorted(counts, reverse=True)
     assert [c.text for c in candidates[-2:]] == ["yes", "no"]
-    assert all(len(c.text.split()) < 4 for c in candidates)
     few = AnswerCandidateExtractor(CandidateConfig(max_candidates=3))(CAPTIONS)
     assert len(few) == 3 + 2 and [c.text for c in few[:3]] == [c.text for c in candidates[:3]]
 
 
-def test_template_questions_golden(candidates: list[AnswerCandidate]) -> None:
-    exemplars = QuestionGenerator(QuestionGenConfig(backend="template"))(candidates, CAPTIONS)
-    assert_golden("template_questions.json", json.dumps([e.__dict__ for e in exemplars], indent=1) + "\n")
-    assert {"what color is the bicycle?", "how many cars are there?"} <= {e.question for e in exemplars}
+def test_img2llm_candidates_follow_the_reference() -> None:
+    # Mentions are counted (the reference counts every mention), articles stay in chunks, a proper noun comes
+    # only as an entity or chunk (its token tags leave PROPN out), chunks of four words are too long.
+    captions = ["a dog and a dog near a big red barn", "John walks a dog"]
+    found = {c.text: c for c in AnswerCandidateExtractor(CandidateConfig(extraction="img2llm"))(captions)}
+    assert found["dog"].count == 3 and found["dog"].caption_indices == [0, 1]
+    assert "a big red barn" not in found and "a dog" in found and found["a dog"].count == 3
+    assert found["john"].kind in ("entity", "chunk")
+
+
+QUESTION_CASES = [
+    # (caption, answer, question) worked out by hand: each answer's role in its caption picks the question.
+    ("a man riding a red bicycle down a city street", "red", "what color is the bicycle?"),
+    ("a man riding a red bicycle down a city street", "bicycle", "what is the man riding?"),
+    ("a man riding a red bicycle down a city street", "riding", "what is the man doing?"),
+    ("a man riding a red bicycle down a city street", "street", "where is the man?"),
+    ("a man riding a red bicycle down a city street", "man", "what is riding a red bicycle down a city street?"),
+    ("two dogs are playing with a frisbee in the park", "two", "how many dogs are there?"),
+    ("two dogs are playing with a frisbee in the park", "playing", "what are the dogs doing?"),
+    ("two dogs are playing with a frisbee in the park", "frisbee", "what are the dogs playing with?"),
+    ("a black cat sleeping on a white couch", "couch", "where is the cat sleeping?"),
+    ("a black cat sleeping on a white couch", "white", "what color is the couch?"),
+    ("a woman holding an umbrella in the rain", "umbrella", "what is the woman holding?"),
+    ("a large wooden table in a dining room", "wooden", "what kind of table is this?"),
+]
+
+
+@pytest.mark.parametrize("caption,answer,question", QUESTION_CASES)
+def test_template_questions_hand_worked(caption: str, answer: str, question: str) -> None:
+    generator = QuestionGenerator(QuestionGenConfig(backend="template"))
+    candidate = AnswerCandidate(answer, "noun", 1, [0])
+    assert generator([candidate], [caption]).pairs == [QAExemplar(question, answer, caption)]
+
+
+def test_template_questions_golden_and_every_one_parses_as_a_question() -> None:
+    captions = (GOLDEN / "qg_captions.txt").read_text().splitlines()
+    extractor = AnswerCandidateExtractor(CandidateConfig(max_candidates=100))
+    generator = QuestionGenerator(QuestionGenConfig(backend="template"))
+    nlp = load_spacy("en_core_web_sm")
+    rows = []
+    for caption in captions:
+        synthetic = generator(extractor([caption]), [caption])
+        for exemplar in synthetic.yes_no + synthetic.pairs:
+            rows.append(f"{caption}\t{exemplar.answer}\t{exemplar.question}")
+            doc = nlp(exemplar.question)
+            # A question: opens with a wh-word or an auxiliary, ends with one question mark, no cloze left over.
+            assert doc[0].tag_ in ("WP", "WDT", "WRB") or doc[0].pos_ == "AUX", exemplar.question
+            assert exemplar.question.endswith("?") and exemplar.question.count("?") == 1
+            assert ".?" not in exemplar.question and "what." not in exemplar.question
+    assert len(rows) > 3 * len(captions)
+    assert_golden("template_questions.tsv", "\n".join(rows) + "\n")
+
+
+def test_yes_no_exemplars_come_first_and_only_yes_is_generated() -> None:
+    asked: list[str] = []
+
+    class Recording:
+        def questions(self, pairs, captions):  # type: ignore[no-untyped-def]
+            asked.extend(candidate.text for candidate, _ in pairs)
+            return [f"question about {candidate.text}?" for candidate, _ in pairs]
+
+    generator = QuestionGenerator(QuestionGenConfig(backend="template"))
+    generator.backend = Recording()
+    synthetic = generator(AnswerCandidateExtractor(CandidateConfig())(CAPTIONS), CAPTIONS)
+    assert "yes" in asked and "no" not in asked
+    assert [(e.question, e.answer) for e in synthetic.yes_no] == [
+        ("is there a giraffe in the picture?", "no"), ("question about yes?", "yes"), ("is this a toilet?", "no")
+    ]
+    assert all(e.answer not in ("yes", "no") for e in synthetic.pairs)
+    # A caption that mentions a toilet moves the fixed "no" question to an object that is absent.
+    other_no, fixed_no = generator.templates.absent_object_questions(["a toilet next to a sink"])
+    assert fixed_no == "is this a giraffe?" and other_no == "is there an elephant in the picture?"
 
 
 def test_long_answers_dropped() -> None:
     long = AnswerCandidate("a very long answer of words", "chunk", 1, [0])
     short = AnswerCandidate("bike", "noun", 1, [0])
-    exemplars = QuestionGenerator(QuestionGenConfig(backend="template"))([long, short], ["a man on a bike"])
-    assert [e.answer for e in exemplars] == ["bike"]
+    synthetic = QuestionGenerator(QuestionGenConfig(backend="template"))([long, short], ["a man on a bike"])
+    assert [e.answer for e in synthetic.pairs] == ["bike"]
 
 
 def test_no_question_generator_gives_no_exemplars(candidates: list[AnswerCandidate]) -> None:
-    assert QuestionGenerator(QuestionGenConfig(backend="none"))(candidates, CAPTIONS) == []
+    synthetic = QuestionGenerator(QuestionGenConfig(backend="none"))(candidates, CAPTIONS)
+    assert synthetic.pairs == [] and synthetic.yes_no == []
 
 
 EXEMPLARS = [QAExemplar("what is the man riding?", "bicycle", CAPTIONS[0]), QAExemplar("is it red?", "yes", CAPTIONS[3])]
+LEADING = [QAExemplar("is this a toilet?", "no")]
+
+# The prompts the answerer reads, written out by hand. img2llm is Img2LLM's reference format byte for byte:
+# captions capitalised and closed by a period with no space between them, no space after the colons, the
+# test question in lower case.
+HAND_WRITTEN = {
+    "img2llm": (
+        "Please reason the answer of the questions according to the given contexts.\n"
+        "Contexts:A man riding a red bicycle down a city street.A man on a bike next to two parked cars.\n"
+        "Question:Is this a toilet?\nAnswer:no\n"
+        "Question:What is the man riding?\nAnswer:bicycle\n"
+        "Question:Is it red?\nAnswer:yes\n"
+        "Question:what color is the bike?\nAnswer:"
+    ),
+    "img2llm_readable": (
+        "Please reason the answer of the questions according to the given contexts.\n"
+        "Contexts: A man riding a red bicycle down a city street. A man on a bike next to two parked cars.\n"
+        "Question: Is this a toilet?\nAnswer: no\n"
+        "Question: What is the man riding?\nAnswer: bicycle\n"
+        "Question: Is it red?\nAnswer: yes\n"
+        "Question: What color is the bike?\nAnswer:"
+    ),
+    # LAVIS PNP-VQA: "question \\n caption." per passage (a literal backslash-n), all lower case.
+    "unifiedqa": (
+        "what color is the bike? \\n a man riding a red bicycle down a city street.\n"
+        "what color is the bike? \\n a man on a bike next to two parked cars."
+    ),
+}
 
 
-@pytest.mark.parametrize("style", ["img2llm", "pica", "unifiedqa"])
-def test_prompt_golden(style: str) -> None:
-    config = PromptConfig(style=style, captions_per_passage=1 if style == "unifiedqa" else None)
-    prompt = PromptBuilder(config)("What color is the bike?", CAPTIONS[:2], EXEMPLARS)
-    assert_golden(f"prompt_{style}.txt", prompt.text + "\n")
+@pytest.mark.parametrize("template", list(HAND_WRITTEN))
+def test_prompts_match_hand_written(template: str) -> None:
+    style = "unifiedqa" if template == "unifiedqa" else "img2llm"
+    config = PromptConfig(style=style, template=template, captions_per_passage=1 if style == "unifiedqa" else None)
+    prompt = PromptBuilder(config)("What color is the bike?", CAPTIONS[:2], EXEMPLARS, leading=LEADING)
+    assert prompt.text == HAND_WRITTEN[template]
+    assert prompt.answer_prefix == ("" if template == "img2llm" else " ")
+
+
+def test_leading_exemplars_do_not_count_towards_the_limit() -> None:
+    prompt = PromptBuilder(PromptConfig(num_exemplars=1))("q?", CAPTIONS, EXEMPLARS, leading=LEADING)
+    assert prompt.exemplars == LEADING + EXEMPLARS[:1]
 
 
 def test_unifiedqa_passages_use_literal_backslash_n() -> None:
     prompt = PromptBuilder(PromptConfig(style="unifiedqa", captions_per_passage=1))("What Color?", CAPTIONS[:3])
-    assert prompt.passages == [f"what color? \\n {c}" for c in CAPTIONS[:3]]
+    assert prompt.passages == [f"what color? \\n {c}." for c in CAPTIONS[:3]]
 
 
-def test_caption_selection_covers_rarest_candidates_first() -> None:
-    captions = ["a dog", "a dog and a cat", "a dog on grass"]
+def test_caption_selection_follows_img2llm() -> None:
+    captions = ["a dog", "a dog and a cat", "a dog on grass", "grass and sky"]
     candidates = [
         AnswerCandidate("dog", "noun", 3, [0, 1, 2]),
+        AnswerCandidate("grass", "noun", 2, [2, 3]),
         AnswerCandidate("cat", "noun", 1, [1]),
-        AnswerCandidate("grass", "noun", 1, [2]),
+        AnswerCandidate("yes", "yesno", 0, []),
     ]
-    assert select_captions(captions, candidates, 2) == ["a dog and a cat", "a dog on grass"]
-    assert select_captions(captions, candidates, 3) == ["a dog and a cat", "a dog on grass", "a dog"]
+    # Turns walk the candidates from the last: yes -> caption 0, cat -> 1, grass -> 2, dog -> (0 taken) 1 taken,
+    # 2 taken: nothing; then wrap: yes -> 0 taken, nothing; cat -> nothing; grass -> 3.
+    assert select_captions(captions, candidates, 3) == ["a dog", "a dog and a cat", "a dog on grass"]
+    assert select_captions(captions, candidates, 30) == ["a dog", "a dog and a cat", "a dog on grass", "grass and sky"]
+    # No filling: a caption no answer leads to stays out.
+    assert select_captions(captions + ["unrelated words"], candidates, 30) == captions
 
 
 def words(text: str) -> int:
@@ -89,7 +196,7 @@ def test_budget_drops_exemplars_then_captions_never_the_question() -> None:
     no_exemplars = PromptBuilder(PromptConfig())(question, CAPTIONS, [])
     tight = PromptBuilder(PromptConfig(), words, words(no_exemplars.text) - 1)(question, CAPTIONS, EXEMPLARS)
     assert tight.exemplars == [] and tight.dropped_captions == 1 and tight.captions == CAPTIONS[:-1]
-    assert tight.text.rstrip().endswith(f"Question: {question}\nAnswer:")
+    assert tight.text.endswith(f"Question:{question}\nAnswer:")
 
     with pytest.raises(InputError, match="question alone"):
         PromptBuilder(PromptConfig(), words, 3)(question, CAPTIONS, EXEMPLARS)

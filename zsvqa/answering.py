@@ -10,8 +10,15 @@ import torch
 
 from zsvqa.config import AnswererConfig
 from zsvqa.models import load_frozen
-from zsvqa.normalize import clean_answer
-from zsvqa.prompting import Prompt
+from zsvqa.normalize import NUMBER_WORDS, clean_answer
+from zsvqa.prompting import Prompt, load_json
+
+# A question that opens with one of these asks for yes or no.
+YES_NO_OPENERS = {
+    "is", "are", "was", "were", "do", "does", "did", "can", "could", "will", "would", "has", "have", "had",
+    "should", "may", "might", "must", "isn't", "aren't", "doesn't", "don't", "didn't", "wasn't", "can't",
+}
+CONTENT_FREE_INPUT = "N/A"  # Zhao et al.'s content-free input
 
 
 @dataclass
@@ -23,9 +30,39 @@ class Generation:
 
 @dataclass
 class Answer:
-    text: str  # normalized short answer
-    raw_text: str  # what the model wrote, up to the first newline
+    text: str  # the short answer as the model wrote it (lower case, trimmed), not VQA-normalized
+    raw_text: str  # what the model wrote, up to the first newline (the chosen answer when scoring)
     logprob: float
+    # With scoring: each choice's log-likelihood (calibrated ones after calibration), best first.
+    choice_scores: dict[str, float] | None = None
+
+
+def question_kind(question: str) -> str:
+    """"yesno", "number", "color" or "open", from the question's first words."""
+    words = question.lower().replace("?", " ").split()
+    if not words:
+        return "open"
+    if words[:2] == ["how", "many"]:
+        return "number"
+    if words[:2] == ["what", "color"] or words[:2] == ["what", "colour"]:
+        return "color"
+    return "yesno" if words[0] in YES_NO_OPENERS else "open"
+
+
+def answer_choices(question: str, candidates: list[str]) -> dict[str, list[str]]:
+    """The closed answer set for a question: each answer with the ways it may be written ("2": "2", "two").
+
+    Yes/no questions choose yes or no, counting questions 0-10, colour questions a colour; others choose among
+    the answer candidates pulled from the captions (empty when there are none: then the LM generates)."""
+    kind = question_kind(question)
+    if kind == "yesno":
+        return {"yes": ["yes"], "no": ["no"]}
+    if kind == "number":
+        words = {digit: word for word, digit in NUMBER_WORDS.items() if word != "none"}
+        return {str(n): [str(n), words[str(n)]] if str(n) in words else [str(n)] for n in range(11)}
+    if kind == "color":
+        return {color: [color] for color in load_json("question_templates.json")["colors"]}
+    return {c: [c] for c in dict.fromkeys(candidates) if c not in ("yes", "no")}
 
 
 class FrozenLM:
@@ -62,6 +99,32 @@ class FrozenLM:
         """Tokens a prompt (or one FiD passage) may take, leaving room for the answer in a causal LM."""
         room = self.context_length - (self.config.max_new_tokens if self.config.kind == "causal" else 0)
         return min(room, self.config.max_prompt_tokens or room)
+
+    @torch.inference_mode()
+    def score(self, prompt: str, continuations: list[str]) -> list[float]:
+        """Log-likelihood of each continuation after the prompt (causal LMs). The prompt is encoded once and its
+        key/value cache is shared by all continuations, which run as one right-padded batch."""
+        prompt_ids = self._tokenize([prompt])["input_ids"]
+        output = self.model(input_ids=prompt_ids, use_cache=True)
+        first = output.logits[0, -1].float().log_softmax(-1)
+        pieces = [self.tokenizer(c, add_special_tokens=False).input_ids for c in continuations]
+        if any(not piece for piece in pieces):
+            raise ValueError("cannot score an empty continuation")
+        totals = [first[piece[0]].item() for piece in pieces]
+        width = max(len(piece) for piece in pieces)
+        if width == 1:
+            return totals
+        cache = output.past_key_values
+        cache.batch_repeat_interleave(len(pieces))
+        ids = torch.full((len(pieces), width), self.tokenizer.pad_token_id, dtype=torch.long, device=self.device)
+        for row, piece in enumerate(pieces):
+            ids[row, : len(piece)] = torch.tensor(piece)
+        # Right padding: causal attention keeps every real token from seeing the padding after it.
+        mask = torch.ones(len(pieces), prompt_ids.shape[1] + width, dtype=torch.long, device=self.device)
+        logprobs = self.model(input_ids=ids, attention_mask=mask, past_key_values=cache).logits.float().log_softmax(-1)
+        for row, piece in enumerate(pieces):
+            totals[row] += sum(logprobs[row, step - 1, piece[step]].item() for step in range(1, len(piece)))
+        return totals
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text).input_ids)
@@ -158,14 +221,54 @@ class _StopAtNewline:
 
 
 class Answerer:
-    """Prompt -> Answer, with the frozen LM reading the prompt text, or its passages under FiD."""
+    """Prompt -> Answer, by free generation or by scoring a closed answer set (answerer.selection).
 
-    def __init__(self, lm: FrozenLM) -> None:
+    Scoring compares whole answers by log-likelihood (each written as the exemplars write theirs, ending in a
+    newline, so an answer that would go on scores lower). "calibrated" divides the yes/no probabilities by those
+    the question gets from a content-free image description ("N/A" for the captions, no image exemplars): what
+    is left is the evidence the captions add, without the question's own pull towards "yes".
+    """
+
+    def __init__(self, lm: FrozenLM, selection: str = "generate") -> None:
         self.lm = lm
+        self.selection = selection
 
-    def __call__(self, prompt: Prompt) -> Answer:
+    def __call__(
+        self, prompt: Prompt, question: str = "", candidates: list[str] | None = None,
+        content_free: Prompt | None = None,
+    ) -> Answer:
+        choices = answer_choices(question, candidates or []) if self.selection != "generate" else {}
+        if choices:
+            return self._choose(prompt, question, choices, content_free)
         if self.lm.config.kind == "fid":
             generation = self.lm.generate_fused(prompt.passages)
         else:
             generation = self.lm.generate([prompt.text])[0]
         return Answer(clean_answer(generation.text), generation.text, generation.logprob)
+
+    def _choose(
+        self, prompt: Prompt, question: str, choices: dict[str, list[str]], content_free: Prompt | None
+    ) -> Answer:
+        scores = self._choice_scores(prompt, choices)
+        if self.selection == "calibrated" and question_kind(question) == "yesno" and content_free is not None:
+            prior = _normalized(self._choice_scores(content_free, choices))
+            posterior = _normalized(scores)
+            scores = {answer: posterior[answer] - prior[answer] for answer in scores}
+        ranked = dict(sorted(scores.items(), key=lambda item: -item[1]))
+        best = next(iter(ranked))
+        return Answer(best, best, scores[best], ranked)
+
+    def _choice_scores(self, prompt: Prompt, choices: dict[str, list[str]]) -> dict[str, float]:
+        """Each answer's log-likelihood, summed over the ways it may be written."""
+        forms = [(answer, form) for answer, written in choices.items() for form in written]
+        values = self.lm.score(prompt.text, [f"{prompt.answer_prefix}{form}\n" for _, form in forms])
+        per_answer: dict[str, list[float]] = {}
+        for (answer, _), value in zip(forms, values):
+            per_answer.setdefault(answer, []).append(value)
+        return {answer: torch.logsumexp(torch.tensor(v), 0).item() for answer, v in per_answer.items()}
+
+
+def _normalized(scores: dict[str, float]) -> dict[str, float]:
+    """Log-probabilities renormalized over the choice set."""
+    values = torch.log_softmax(torch.tensor(list(scores.values())), 0).tolist()
+    return dict(zip(scores, values))

@@ -4,7 +4,6 @@ as its answer, ranked by how often the captions mention them."""
 from __future__ import annotations
 
 import functools
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,18 +12,18 @@ from zsvqa.errors import ModelLoadError
 
 # spaCy coarse POS tags that make answers; named entities and noun chunks are added on top.
 ANSWER_POS = {"NOUN": "noun", "PROPN": "noun", "VERB": "verb", "ADJ": "adjective", "ADV": "adverb", "NUM": "number"}
+# Img2LLM's open-class tags: no proper nouns.
+IMG2LLM_POS = ("NOUN", "VERB", "ADJ", "ADV", "NUM")
 YES_NO = ("yes", "no")
+EXTRACTION_MODES = ("img2llm", "filtered")
 
 
 @dataclass
 class AnswerCandidate:
     text: str
     kind: str  # noun, verb, adjective, adverb, number, entity, chunk, yesno
-    count: int  # number of captions that mention it
+    count: int  # mentions (img2llm extraction) or captions that mention it (filtered extraction)
     caption_indices: list[int] = field(default_factory=list)  # captions that mention it, in order
-    # The word the candidate describes or is done by (the noun of an adjective or number, the subject of a
-    # verb), from its first mention; rule-based question templates use it.
-    head: str | None = None
 
 
 @functools.lru_cache(maxsize=4)
@@ -52,7 +51,12 @@ def load_spacy(name: str, with_lemmatizer: bool = False) -> Any:
 
 
 class AnswerCandidateExtractor:
-    """captions -> the top-M answer candidates, plus "yes" and "no"."""
+    """captions -> the top-M answer candidates, most mentioned first, plus "yes" and "no".
+
+    extraction "img2llm" follows the reference: every open-class token, entity and noun chunk of under four
+    words (articles kept), ranked by number of mentions. "filtered" drops stop words, articles and pronouns,
+    adds proper nouns, and counts captions, not mentions, so one wordy caption cannot dominate.
+    """
 
     def __init__(self, config: CandidateConfig) -> None:
         self.config = config
@@ -60,45 +64,41 @@ class AnswerCandidateExtractor:
 
     def __call__(self, captions: list[str]) -> list[AnswerCandidate]:
         found: dict[str, AnswerCandidate] = {}
-        counts: Counter[str] = Counter()
         for index, doc in enumerate(self.nlp.pipe(captions)):
             seen_here: set[str] = set()
-            for text, kind, head in self._mentions(doc):
-                if text in seen_here:  # frequency counts captions, not repeats within one caption
-                    continue
+            for text, kind in self._mentions(doc):
+                candidate = found.setdefault(text, AnswerCandidate(text, kind, 0, []))
+                if index not in candidate.caption_indices:
+                    candidate.caption_indices.append(index)
+                if self.config.extraction == "img2llm" or text not in seen_here:
+                    candidate.count += 1
                 seen_here.add(text)
-                counts[text] += 1
-                found.setdefault(text, AnswerCandidate(text, kind, 0, [], head)).caption_indices.append(index)
-        for text, candidate in found.items():
-            candidate.count = counts[text]
         # Most mentioned first; ties keep the order of first mention (dicts keep insertion order).
         ranked = sorted(found.values(), key=lambda c: -c.count)[: self.config.max_candidates]
-        all_captions = list(range(len(captions)))
-        return ranked + [AnswerCandidate(word, "yesno", 0, all_captions) for word in YES_NO]
+        return ranked + [AnswerCandidate(word, "yesno", 0, []) for word in YES_NO]
 
-    def _mentions(self, doc: Any) -> list[tuple[str, str, str | None]]:
+    def _mentions(self, doc: Any) -> list[tuple[str, str]]:
+        if self.config.extraction == "img2llm":
+            return self._reference_mentions(doc)
         mentions = []
         for token in doc:
             # spaCy lists number words ("two") as stop words; numbers are answers all the same.
             if token.pos_ in ANSWER_POS and (token.like_num or token.is_alpha and not token.is_stop):
-                mentions.append((token.text.lower(), ANSWER_POS[token.pos_], _head_of(token)))
+                mentions.append((token.text.lower(), ANSWER_POS[token.pos_]))
         for entity in doc.ents:
-            mentions.append((entity.text.lower(), "entity", None))
+            mentions.append((entity.text.lower(), "entity"))
         for chunk in doc.noun_chunks:
             words = [t for t in chunk if t.pos_ not in ("DET", "PRON") and not t.is_punct]
             if 1 < len(words) <= self.config.max_chunk_words:
-                mentions.append((" ".join(t.text.lower() for t in words), "chunk", None))
+                mentions.append((" ".join(t.text.lower() for t in words), "chunk"))
         return mentions
 
-
-def _head_of(token: Any) -> str | None:
-    """The noun an adjective or number describes, or the subject of a verb."""
-    if token.pos_ == "VERB":
-        subjects = [child for child in token.children if child.dep_ in ("nsubj", "nsubjpass")]
-        if subjects:
-            return subjects[0].text.lower()
-        # "a man riding a bike": the verb modifies the noun that does it.
-        return token.head.text.lower() if token.dep_ == "acl" else None
-    if token.pos_ in ("ADJ", "NUM") and token.head.pos_ in ("NOUN", "PROPN") and token.head is not token:
-        return token.head.text.lower()
-    return None
+    def _reference_mentions(self, doc: Any) -> list[tuple[str, str]]:
+        mentions = [(t.text.lower(), ANSWER_POS[t.pos_]) for t in doc if t.pos_ in IMG2LLM_POS]
+        token_texts = {text for text, _ in mentions}
+        # The reference adds an entity only when it is not already a token answer.
+        mentions += [(e.text.lower(), "entity") for e in doc.ents if e.text.lower() not in token_texts]
+        mentions += [
+            (c.text.lower(), "chunk") for c in doc.noun_chunks if len(c.text.split()) <= self.config.max_chunk_words
+        ]
+        return mentions

@@ -18,6 +18,9 @@ QUESTION_GENERATORS = ("t5", "template", "llm", "none")
 EXEMPLAR_SOURCES = ("synthetic", "retrieved", "none")
 PROMPT_STYLES = ("img2llm", "pica", "unifiedqa")
 ANSWERER_KINDS = ("causal", "seq2seq", "fid")
+CANDIDATE_EXTRACTIONS = ("img2llm", "filtered")
+QG_CONTEXTS = ("all", "mention")
+ANSWER_SELECTIONS = ("generate", "score", "calibrated")
 
 
 @dataclass
@@ -54,6 +57,9 @@ class CandidateConfig:
     """Answer-candidate extraction from captions."""
 
     spacy_model: str = "en_core_web_sm"
+    # "img2llm": the reference's rules (every open-class token, articles kept in chunks, mentions counted);
+    # "filtered": no stop words or articles, proper nouns added, captions counted (see candidates.py).
+    extraction: str = "filtered"
     max_candidates: int = 30  # M
     max_chunk_words: int = 3  # noun chunks of fewer than 4 words
 
@@ -63,7 +69,13 @@ class QuestionGenConfig:
     """Synthetic question generation from (answer candidate, caption)."""
 
     backend: str = "template"  # one of QUESTION_GENERATORS
-    model: str = "mrm8488/t5-base-finetuned-question-generation-ap"  # used by the t5 backend
+    # The t5 backend's model. Img2LLM's own T5-large QG checkpoint is not on the hub (docs/faithfulness.md says
+    # how to convert it); this SQuAD-trained substitute reads `answer: A  context: C`.
+    model: str = "mrm8488/t5-base-finetuned-question-generation-ap"
+    input_template: str = "t5_question_generation"  # prompts/ file in the checkpoint's training format
+    # The T5 context: "all" captions (Img2LLM) or the one caption where the answer was first found.
+    context: str = "mention"
+    max_input_tokens: int = 512
     num_beams: int = 3
     max_new_tokens: int = 30
     max_answer_words: int = 4  # pairs whose answer has 5 or more words are dropped
@@ -78,7 +90,9 @@ class PromptConfig:
     template: str | None = None  # another template file (or prompts/ name) in place of the style's own
     exemplars: str = "synthetic"  # one of EXEMPLAR_SOURCES
     num_captions: int = 30
-    num_exemplars: int = 30
+    num_exemplars: int = 30  # synthetic or retrieved QA pairs, after the yes/no exemplars
+    # Img2LLM's three yes/no exemplars first (its VQAv2 setting; it leaves them out for OK-VQA).
+    yes_no_exemplars: bool = True
     # UnifiedQA style: captions per passage for Fusion-in-Decoder; None renders one passage with all captions.
     captions_per_passage: int | None = None
 
@@ -101,6 +115,10 @@ class AnswererConfig:
     kind: str = "causal"  # one of ANSWERER_KINDS
     gguf_file: str | None = None  # a GGUF file inside `model` (a hub repo or directory)
     max_new_tokens: int = 10
+    # "generate": free greedy decoding; "score": the closed answer set (yes/no, numbers, colours or the
+    # caption candidates, by question) ranked by log-likelihood; "calibrated": scoring with yes/no calibrated
+    # against a content-free prompt (Zhao et al. 2021). Scoring needs a causal answerer.
+    selection: str = "generate"
     # Prompt budget in tokens; None uses the model's own context length.
     max_prompt_tokens: int | None = 2048
 
@@ -128,6 +146,9 @@ class PipelineConfig:
             (self.prompt.exemplars, EXEMPLAR_SOURCES, "prompt.exemplars"),
             (self.prompt.style, PROMPT_STYLES, "prompt.style"),
             (self.answerer.kind, ANSWERER_KINDS, "answerer.kind"),
+            (self.candidates.extraction, CANDIDATE_EXTRACTIONS, "candidates.extraction"),
+            (self.question_gen.context, QG_CONTEXTS, "question_gen.context"),
+            (self.answerer.selection, ANSWER_SELECTIONS, "answerer.selection"),
         ]
         checks.append((self.dtype, ("float32", "bfloat16", "float16"), "dtype"))
         for value, allowed, name in checks:
@@ -140,6 +161,8 @@ class PipelineConfig:
         ]:
             if value < 1:
                 raise InputError(f"{name} must be at least 1; got {value}")
+        if self.answerer.selection != "generate" and self.answerer.kind != "causal":
+            raise InputError(f"answerer.selection {self.answerer.selection!r} needs a causal answerer (answerer.kind)")
         if self.answerer.kind == "fid" and self.prompt.style != "unifiedqa":
             raise InputError("answerer.kind 'fid' needs prompt.style 'unifiedqa' (one passage per caption)")
         return self

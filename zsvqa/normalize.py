@@ -3,7 +3,9 @@
 `normalize_vqa_answer` follows the definition of the official VQA evaluation (punctuation, periods, number
 words, articles, contractions); it is written here from that definition. `clean_answer` turns a language
 model's raw continuation into a short answer: it cuts at the first sentence end or newline, removes
-explanations and filler, then applies the VQA normalization.
+explanations and filler, and keeps the model's own words (lower case, trimmed): the official evaluation compares
+raw strings when the ten human answers agree, so normalizing a prediction ("t-shirt" -> "t shirt") can cost
+accuracy. `clean_caption` is the one hygiene step for every caption that enters the system.
 """
 
 from __future__ import annotations
@@ -91,11 +93,23 @@ _SENTENCE_END = re.compile(r"\.(?!\d)")
 
 
 def clean_answer(raw: str) -> str:
-    """A short, normalized answer from a model's raw continuation."""
+    """A short answer from a model's raw continuation: cut at the first newline or sentence end, filler removed,
+    lower case; never VQA-normalized (scoring does that, and only where the official script does)."""
     text = raw.strip().split("\n", 1)[0]
     text = _SENTENCE_END.split(text, 1)[0].strip().lower()
     text = _FILLER_CUT.sub("", text).strip(" ,;:")
     previous = None
     while previous != text:
         previous, text = text, _LEADING_FILLER.sub("", text).strip()
-    return normalize_vqa_answer(text)
+    return " ".join(text.split()).rstrip(".")
+
+
+_TRAILING_PUNCTUATION = " .,;:!"
+
+
+def clean_caption(caption: str) -> str:
+    """One caption as the prompts expect it: single spaces, lower case, no trailing punctuation.
+
+    COCO captions ("A man riding a bike. ") end in a period and vary in case; templates add their own punctuation.
+    """
+    return " ".join(caption.split()).strip(_TRAILING_PUNCTUATION).lower()

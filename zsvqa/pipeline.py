@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import torch
 from PIL import Image
 
-from zsvqa.answering import Answerer, FrozenLM
+from zsvqa.answering import CONTENT_FREE_INPUT, Answerer, FrozenLM
 from zsvqa.cache import IntermediateCache, file_identity
 from zsvqa.candidates import AnswerCandidate, AnswerCandidateExtractor
 from zsvqa.captioning import PatchCaptioner
@@ -25,8 +25,9 @@ from zsvqa.config import PipelineConfig, preset
 from zsvqa.errors import InputError
 from zsvqa.images import check_image_path, load_image
 from zsvqa.matching import ImageQuestionMatcher
+from zsvqa.normalize import clean_caption
 from zsvqa.prompting import PromptBuilder, QAExemplar
-from zsvqa.question_generation import QuestionGenerator
+from zsvqa.question_generation import QuestionGenerator, SyntheticQA
 from zsvqa.retrieval import ExemplarRetriever
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ TINY_WARNING = "random models (tiny or random: names) are in use: captions and a
 @dataclass
 class VQAResult:
     question: str
-    answer: str  # normalized short answer
+    answer: str  # short answer as the model wrote it (lower case, trimmed); scoring normalizes as VQA does
     raw_answer: str  # the model's continuation up to the first newline
     logprob: float
     captions: list[str]  # the captions in the prompt
@@ -48,6 +49,7 @@ class VQAResult:
     itm_score: float | None = None  # image-question match probability (with an image)
     relevance: list[list[float]] | None = None  # patch relevance grid, sums to one (with an image)
     warning: str | None = None
+    choice_scores: dict[str, float] | None = None  # with answerer.selection score / calibrated
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -100,9 +102,7 @@ class Pipeline:
         if self.warning:
             log.warning(self.warning)
         # Text-side results per caption set: several questions often share one set of captions.
-        self._text_side_cache: OrderedDict[tuple[str, ...], tuple[list[AnswerCandidate], list[QAExemplar]]] = (
-            OrderedDict()
-        )
+        self._text_side_cache: OrderedDict[tuple[str, ...], tuple[list[AnswerCandidate], SyntheticQA]] = OrderedDict()
 
     @classmethod
     def from_preset(
@@ -125,7 +125,7 @@ class Pipeline:
 
     @functools.cached_property
     def answerer(self) -> Answerer:
-        return Answerer(self.lm)
+        return Answerer(self.lm, self.config.answerer.selection)
 
     @functools.cached_property
     def candidate_extractor(self) -> AnswerCandidateExtractor:
@@ -246,22 +246,33 @@ class Pipeline:
         the answer with the highest log-probability wins (PICa's ensemble).
         """
         torch.manual_seed(self.config.seed)
+        captions = [c for c in (clean_caption(c) for c in captions) if c]
         builder, answerer = self.prompt_builder, self.answerer  # loaded before any clock starts
         candidates, synthetic = self._text_side(captions, timings)
+        settings = self.config.prompt
+        leading: list[QAExemplar] = []
         if exemplars is not None:
             blocks = [exemplars]
-        elif self.config.prompt.exemplars == "retrieved":
+        elif settings.exemplars == "retrieved":
             with timed(timings, "retrieval"):
                 blocks = self.retriever(question, captions[0] if captions else "")
+        elif settings.exemplars == "synthetic":
+            blocks = [synthetic.pairs]
+            leading = synthetic.yes_no if settings.yes_no_exemplars else []
         else:
-            blocks = [synthetic if self.config.prompt.exemplars == "synthetic" else []]
-        use_candidates = candidates if self.config.prompt.style == "img2llm" else None
+            blocks = [[]]
+        use_candidates = candidates if settings.style == "img2llm" else None
+        candidate_texts = [c.text for c in candidates]
         best = None
         for block in blocks:
             with timed(timings, "prompt"):
-                prompt = builder(question, captions, block, use_candidates)
+                prompt = builder(question, captions, block, use_candidates, leading)
+                content_free = None
+                if self.config.answerer.selection == "calibrated":
+                    # The input made content-free is the image: the question stays, what describes the image goes.
+                    content_free = builder(question, [CONTENT_FREE_INPUT], [])
             with timed(timings, "answer"):
-                answer = answerer(prompt)
+                answer = answerer(prompt, question, candidate_texts, content_free)
             if best is None or answer.logprob > best[1].logprob:
                 best = (prompt, answer)
         prompt, answer = best
@@ -273,22 +284,24 @@ class Pipeline:
             captions=prompt.captions,
             exemplars=prompt.exemplars,
             prompt=prompt.text,
-            candidates=[c.text for c in candidates],
+            candidates=candidate_texts,
             all_captions=list(captions),
             timings=timings,
             warning=self.warning,
+            choice_scores=answer.choice_scores,
         )
 
-    def _text_side(
-        self, captions: list[str], timings: dict[str, float]
-    ) -> tuple[list[AnswerCandidate], list[QAExemplar]]:
+    def _text_side(self, captions: list[str], timings: dict[str, float]) -> tuple[list[AnswerCandidate], SyntheticQA]:
         key = tuple(captions)
         if key in self._text_side_cache:
             self._text_side_cache.move_to_end(key)
             return self._text_side_cache[key]
         candidates: list[AnswerCandidate] = []
-        exemplars: list[QAExemplar] = []
+        synthetic = SyntheticQA([])
         needs_exemplars = self.config.prompt.exemplars == "synthetic" and self.config.question_gen.backend != "none"
+        needs_candidates = (
+            needs_exemplars or self.config.prompt.style == "img2llm" or self.config.answerer.selection != "generate"
+        )
         description = {
             "captions": captions,
             "candidates": dataclasses.asdict(self.config.candidates),
@@ -299,25 +312,28 @@ class Pipeline:
         stored = self.cache.get("text_side", description) if self.cache else None
         if stored is not None:
             candidates = [AnswerCandidate(**c) for c in stored["candidates"]]
-            exemplars = [QAExemplar(**e) for e in stored["exemplars"]]
+            synthetic = SyntheticQA(
+                [QAExemplar(**e) for e in stored["exemplars"]], [QAExemplar(**e) for e in stored["yes_no"]]
+            )
         else:
-            if needs_exemplars or self.config.prompt.style == "img2llm":
+            if needs_candidates:
                 extractor = self.candidate_extractor  # loaded before the clock starts
                 with timed(timings, "candidates"):
                     candidates = extractor(captions)
             if needs_exemplars:
                 generator = self.question_generator
                 with timed(timings, "question_generation"):
-                    exemplars = generator(candidates, captions)
-            if self.cache is not None and (candidates or exemplars):
+                    synthetic = generator(candidates, captions)
+            if self.cache is not None and candidates:
                 self.cache.put("text_side", description, {
                     "candidates": [dataclasses.asdict(c) for c in candidates],
-                    "exemplars": [dataclasses.asdict(e) for e in exemplars],
+                    "exemplars": [dataclasses.asdict(e) for e in synthetic.pairs],
+                    "yes_no": [dataclasses.asdict(e) for e in synthetic.yes_no],
                 })
-        self._text_side_cache[key] = (candidates, exemplars)
+        self._text_side_cache[key] = (candidates, synthetic)
         if len(self._text_side_cache) > 16:
             self._text_side_cache.popitem(last=False)
-        return candidates, exemplars
+        return candidates, synthetic
 
 
 def _check_captions(captions: list[str] | None) -> list[str]:

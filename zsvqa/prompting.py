@@ -1,7 +1,7 @@
 """Prompt building: templates are Jinja2 files under prompts/, rendered here and nowhere else.
 
-The builder picks the captions (covering the rarest answer candidates first, as Img2LLM does), adds the
-QA exemplars, and keeps the prompt inside the answerer's token budget by dropping exemplars first, then
+The builder picks the captions (one per answer candidate, rarest first, as Img2LLM does), adds the QA
+exemplars, and keeps the prompt inside the answerer's token budget by dropping exemplars first, then
 captions, and never cutting the question.
 """
 
@@ -41,6 +41,9 @@ class Prompt:
     num_tokens: int | None = None  # of the longest passage, when a token counter was given
     dropped_captions: int = 0
     dropped_exemplars: int = 0
+    # What the template puts between the final "Answer:" and an answer ("Answer: red" or "Answer:red"): a
+    # scored answer continues the prompt the way the exemplars do, and ends with a newline.
+    answer_prefix: str = " "
 
 
 _environment = jinja2.Environment(
@@ -82,15 +85,18 @@ def load_json(name: str) -> dict[str, Any]:
 
 
 def select_captions(captions: list[str], candidates: list[AnswerCandidate], limit: int) -> list[str]:
-    """Up to `limit` captions: one per answer candidate, rarest candidate first, then the rest in order."""
+    """Img2LLM's context: for up to `limit` turns, the next answer candidate from the rarest (the last) backwards,
+    wrapping around, contributes the first caption of it not yet taken. Answers found in no caption ("yes")
+    point at the first caption. No caption is added beyond those the answers lead to."""
+    if not candidates:
+        return captions[:limit]
     chosen: list[int] = []
-    for candidate in sorted((c for c in candidates if c.kind != "yesno"), key=lambda c: c.count):
-        if len(chosen) >= limit:
-            break
-        unused = [i for i in candidate.caption_indices if i not in chosen and i < len(captions)]
-        if unused:
-            chosen.append(unused[0])
-    chosen += [i for i in range(len(captions)) if i not in chosen][: max(0, limit - len(chosen))]
+    for turn in range(limit):
+        candidate = candidates[len(candidates) - 1 - turn % len(candidates)]
+        for index in [i for i in candidate.caption_indices if i < len(captions)] or [0]:
+            if index not in chosen:
+                chosen.append(index)
+                break
     return [captions[i] for i in chosen]
 
 
@@ -107,6 +113,16 @@ class PromptBuilder:
         self.template = load_template(config.template or config.style)
         self.count_tokens = count_tokens
         self.max_tokens = max_tokens
+        self.answer_prefix = self._answer_prefix()
+
+    def _answer_prefix(self) -> str:
+        """The whitespace the template writes before an exemplar's answer (a space unless it shows otherwise)."""
+        marker = "\x00"
+        text = render_string(self.template, question="q", captions=["c"], exemplars=[QAExemplar("q", marker, "c")])
+        if marker not in text:
+            return " "
+        line = text.split(marker, 1)[0].split("\n")[-1]
+        return line[len(line.rstrip()) :]
 
     def __call__(
         self,
@@ -114,11 +130,13 @@ class PromptBuilder:
         captions: list[str],
         exemplars: list[QAExemplar] | None = None,
         candidates: list[AnswerCandidate] | None = None,
+        leading: list[QAExemplar] | None = None,
     ) -> Prompt:
+        """`leading` exemplars (Img2LLM's yes/no ones) come first and do not count towards num_exemplars."""
         if candidates:
             captions = select_captions(captions, candidates, self.config.num_captions)
         captions = captions[: self.config.num_captions]
-        exemplars = list(exemplars or [])[: self.config.num_exemplars]
+        exemplars = list(leading or []) + list(exemplars or [])[: self.config.num_exemplars]
         dropped_exemplars = dropped_captions = 0
         while True:
             prompt = self._render(question, captions, exemplars)
@@ -143,6 +161,9 @@ class PromptBuilder:
             size = self.config.captions_per_passage
             groups = [captions[i : i + size] for i in range(0, len(captions), size)] or [[]]
             passages = [render_string(self.template, question=question, captions=g, exemplars=[]) for g in groups]
-            return Prompt("\n".join(passages), passages, captions, exemplars)
+            return self._prompt("\n".join(passages), passages, captions, exemplars)
         text = render_string(self.template, question=question, captions=captions, exemplars=exemplars)
-        return Prompt(text, [text], captions, exemplars)
+        return self._prompt(text, [text], captions, exemplars)
+
+    def _prompt(self, text: str, passages: list[str], captions: list[str], exemplars: list[QAExemplar]) -> Prompt:
+        return Prompt(text, passages, captions, exemplars, answer_prefix=self.answer_prefix)
