@@ -18,6 +18,7 @@ QUESTION_GENERATORS = ("t5", "template", "llm", "none")
 EXEMPLAR_SOURCES = ("synthetic", "retrieved", "none")
 PROMPT_STYLES = ("img2llm", "pica", "unifiedqa")
 ANSWERER_KINDS = ("causal", "seq2seq", "fid")
+EXEMPLAR_ANSWERS = ("first", "most_common")
 
 
 @dataclass
@@ -88,9 +89,16 @@ class RetrievalConfig:
     """PICa-style retrieval of training examples as in-context exemplars."""
 
     index: str | None = None  # directory written by `run.py index`
+    # The question encoder `run.py index` uses; queries are always embedded by the model the index was built with.
     embedding_model: str = "bundled:all-MiniLM-L6-v2"
+    # A sentence-transformers CLIP model that embeds the training images at indexing time and the test image at
+    # query time: similarity is then question + image, as in PICa. None: question similarity only.
+    image_embedding_model: str | None = None
     n_shot: int = 16
     n_ensemble: int = 1
+    # The human answer an exemplar shows (one of EXEMPLAR_ANSWERS). PICa shows the first annotator's; zsvqa's
+    # default is the most common of the ten, VQA's consensus label, which is less often an outlier answer.
+    exemplar_answer: str = "most_common"
 
 
 @dataclass
@@ -128,6 +136,7 @@ class PipelineConfig:
             (self.prompt.exemplars, EXEMPLAR_SOURCES, "prompt.exemplars"),
             (self.prompt.style, PROMPT_STYLES, "prompt.style"),
             (self.answerer.kind, ANSWERER_KINDS, "answerer.kind"),
+            (self.retrieval.exemplar_answer, EXEMPLAR_ANSWERS, "retrieval.exemplar_answer"),
         ]
         checks.append((self.dtype, ("float32", "bfloat16", "float16"), "dtype"))
         for value, allowed, name in checks:
@@ -137,6 +146,8 @@ class PipelineConfig:
             (self.captioner.num_patches, "captioner.num_patches"),
             (self.captioner.num_captions, "captioner.num_captions"),
             (self.answerer.max_new_tokens, "answerer.max_new_tokens"),
+            (self.retrieval.n_shot, "retrieval.n_shot"),
+            (self.retrieval.n_ensemble, "retrieval.n_ensemble"),
         ]:
             if value < 1:
                 raise InputError(f"{name} must be at least 1; got {value}")
