@@ -228,13 +228,20 @@ def _img2llm() -> PipelineConfig:
 
 
 def _pica() -> PipelineConfig:
-    # PICa conditions on one global caption per image.
+    # PICa's best setting (microsoft/PICa gpt3_api_okvqa.py, README: --similarity_metric imagequestion
+    # --n_shot 16 --n_ensemble 5): one global caption per image; 16 training examples per prompt ranked by CLIP
+    # ViT-B/16 question + image similarity, each with its first annotator's answer; five prompts, the answer
+    # with the highest summed log-probability wins; at most 5 answer tokens.
+    clip = "sentence-transformers/clip-ViT-B-16"
     return PipelineConfig(
         name="pica",
         captioner=CaptionerConfig(relevance="full", num_captions=1),
         question_gen=QuestionGenConfig(backend="none"),
         prompt=PromptConfig(style="pica", exemplars="retrieved", num_captions=1),
-        answerer=AnswererConfig(model="facebook/opt-6.7b", max_prompt_tokens=None),
+        retrieval=RetrievalConfig(
+            embedding_model=clip, image_embedding_model=clip, n_shot=16, n_ensemble=5, exemplar_answer="first"
+        ),
+        answerer=AnswererConfig(model="facebook/opt-6.7b", max_new_tokens=5, max_prompt_tokens=None),
     )
 
 
