@@ -173,9 +173,9 @@ def test_retrieval_index_build_save_load_and_nearest(data, tmp_path) -> None:
     retriever = ExemplarRetriever(RetrievalConfig(index=str(out), n_shot=2, n_ensemble=2))
     nearest = retriever.nearest("What color is the bus?")
     assert nearest[0][0].question == "What color is the bus?" and nearest[0][1] == pytest.approx(1.0, abs=1e-4)
-    assert nearest[0][0].answer == "red" and nearest[0][0].caption == CAPTIONS[42][0]
+    assert nearest[0][0].answer("most_common") == "red" and nearest[0][0].caption == CAPTIONS[42][0]
     assert [s for _, s in nearest] == sorted((s for _, s in nearest), reverse=True)
-    blocks = retriever("How many people are there?")
+    blocks = retriever("How many people are there?").blocks
     assert [len(b) for b in blocks] == [2, 2] and blocks[0][0].question == "How many people are there?"
     # PICa setting end to end: retrieved exemplars, precomputed captions, an ensemble of two prompts.
     args = eval_args(data, tmp_path / "run", "--captions", str(data["captions"]), "--exemplars", str(out),

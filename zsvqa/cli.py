@@ -220,9 +220,11 @@ def eval_inputs(options: dict[str, Any]) -> EvalInputs:
     captions = read_captions_file(options["captions"]) if options["captions"] else None
     if captions is None and not options["images"]:
         raise InputError("--images is required (or give precomputed --captions)")
+    # Precomputed captions replace the images, except for image-similarity exemplar retrieval.
+    keep_images = captions is None or config.prompt.exemplars == "retrieved"
     dataset = load_dataset(
         options["dataset"], options["questions"], options["annotations"],
-        options["images"] if captions is None else None,  # precomputed captions replace the images
+        options["images"] if keep_images else None,
         options["limit"], options["question_ids"], options["split_by_image"], config.seed,
     )
     keys = ("questions", "annotations", "images", "captions", "limit", "question_ids", "split_by_image")
@@ -262,19 +264,28 @@ def evaluate_command(out: str, **options: Any) -> None:
 @click.option("--questions", required=True, help="training questions JSON")
 @click.option("--annotations", required=True, help="training annotations JSON")
 @click.option("--captions", "captions_path", help="captions of the training images ({image_id: [...]} or COCO captions)")
+@click.option("--images", "images_dir", help="training image folder: with an image embedding model, examples are "
+              "ranked by question + image similarity (PICa)")
+@click.option("--preset", default="offline", show_default=True, type=click.Choice(list(PRESETS)),
+              help="the embedding models default to this preset's retrieval settings")
 @click.option("--embed-captions", is_flag=True, help="embed question + caption instead of the question alone")
-@click.option("--embedding-model", default=None, help="sentence-transformers model [default: bundled all-MiniLM-L6-v2]")
+@click.option("--embedding-model", default=None, help="sentence-transformers question encoder [default: the preset's]")
+@click.option("--image-embedding-model", default=None,
+              help="sentence-transformers CLIP model for the images, or none [default: the preset's]")
 @click.option("--out", required=True, help="index folder")
 @click.option("--device", default="cpu", show_default=True)
-def index(questions: str, annotations: str, captions_path: str | None, embed_captions: bool,
-          embedding_model: str | None, out: str, device: str) -> None:
-    """Build a PICa-style exemplar index of training questions."""
-    from zsvqa.config import RetrievalConfig
+def index(questions: str, annotations: str, captions_path: str | None, images_dir: str | None, preset: str,
+          embed_captions: bool, embedding_model: str | None, image_embedding_model: str | None, out: str,
+          device: str) -> None:
+    """Build a PICa-style exemplar index of training questions (and images)."""
+    from zsvqa.config import preset as preset_config
     from zsvqa.data import read_captions_file, read_questions
     from zsvqa.retrieval import build_index, training_examples
 
+    overrides = {"retrieval.embedding_model": embedding_model, "retrieval.image_embedding_model": image_embedding_model}
+    config = preset_config(preset).with_overrides({k: v for k, v in overrides.items() if v is not None}).retrieval
     captions = read_captions_file(captions_path) if captions_path else None
     examples = training_examples(read_questions(questions, annotations), captions)
-    model = embedding_model or RetrievalConfig().embedding_model
-    folder = build_index(examples, out, model, embed_captions, device)
-    click.echo(f"indexed {len(examples)} training examples with {model} into {folder}")
+    folder = build_index(examples, out, config, embed_captions, device, images_dir)
+    models = config.embedding_model + (f" + images by {config.image_embedding_model}" if images_dir else "")
+    click.echo(f"indexed {len(examples)} training examples with {models} into {folder}")

@@ -21,6 +21,7 @@ ANSWERER_KINDS = ("causal", "seq2seq", "fid")
 CANDIDATE_EXTRACTIONS = ("img2llm", "filtered")
 QG_CONTEXTS = ("all", "mention")
 ANSWER_SELECTIONS = ("generate", "score", "calibrated")
+EXEMPLAR_ANSWERS = ("first", "most_common")
 
 
 @dataclass
@@ -102,9 +103,16 @@ class RetrievalConfig:
     """PICa-style retrieval of training examples as in-context exemplars."""
 
     index: str | None = None  # directory written by `run.py index`
+    # The question encoder `run.py index` uses; queries are always embedded by the model the index was built with.
     embedding_model: str = "bundled:all-MiniLM-L6-v2"
+    # A sentence-transformers CLIP model that embeds the training images at indexing time and the test image at
+    # query time: similarity is then question + image, as in PICa. None: question similarity only.
+    image_embedding_model: str | None = None
     n_shot: int = 16
     n_ensemble: int = 1
+    # The human answer an exemplar shows (one of EXEMPLAR_ANSWERS). PICa shows the first annotator's; zsvqa's
+    # default is the most common of the ten, VQA's consensus label, which is less often an outlier answer.
+    exemplar_answer: str = "most_common"
 
 
 @dataclass
@@ -149,6 +157,7 @@ class PipelineConfig:
             (self.candidates.extraction, CANDIDATE_EXTRACTIONS, "candidates.extraction"),
             (self.question_gen.context, QG_CONTEXTS, "question_gen.context"),
             (self.answerer.selection, ANSWER_SELECTIONS, "answerer.selection"),
+            (self.retrieval.exemplar_answer, EXEMPLAR_ANSWERS, "retrieval.exemplar_answer"),
         ]
         checks.append((self.dtype, ("float32", "bfloat16", "float16"), "dtype"))
         for value, allowed, name in checks:
@@ -158,6 +167,8 @@ class PipelineConfig:
             (self.captioner.num_patches, "captioner.num_patches"),
             (self.captioner.num_captions, "captioner.num_captions"),
             (self.answerer.max_new_tokens, "answerer.max_new_tokens"),
+            (self.retrieval.n_shot, "retrieval.n_shot"),
+            (self.retrieval.n_ensemble, "retrieval.n_ensemble"),
         ]:
             if value < 1:
                 raise InputError(f"{name} must be at least 1; got {value}")
@@ -240,13 +251,20 @@ def _img2llm() -> PipelineConfig:
 
 
 def _pica() -> PipelineConfig:
-    # PICa conditions on one global caption per image.
+    # PICa's best setting (microsoft/PICa gpt3_api_okvqa.py, README: --similarity_metric imagequestion
+    # --n_shot 16 --n_ensemble 5): one global caption per image; 16 training examples per prompt ranked by CLIP
+    # ViT-B/16 question + image similarity, each with its first annotator's answer; five prompts, the answer
+    # with the highest summed log-probability wins; at most 5 answer tokens.
+    clip = "sentence-transformers/clip-ViT-B-16"
     return PipelineConfig(
         name="pica",
         captioner=CaptionerConfig(relevance="full", num_captions=1),
         question_gen=QuestionGenConfig(backend="none"),
         prompt=PromptConfig(style="pica", exemplars="retrieved", num_captions=1),
-        answerer=AnswererConfig(model="facebook/opt-6.7b", max_prompt_tokens=None),
+        retrieval=RetrievalConfig(
+            embedding_model=clip, image_embedding_model=clip, n_shot=16, n_ensemble=5, exemplar_answer="first"
+        ),
+        answerer=AnswererConfig(model="facebook/opt-6.7b", max_new_tokens=5, max_prompt_tokens=None),
     )
 
 

@@ -157,9 +157,10 @@ class Evaluator:
         except InputError as error:
             return [self._record(q, error=str(error)) for q in questions]
         records = []
+        image = self.dataset.image_paths.get(image_id)  # with precomputed captions, only for image retrieval
         for question, item in zip(questions, captioned):
             try:
-                result = self.pipeline.answer_captioned(item)
+                result = self.pipeline.answer_captioned(item, image=image)
             except InputError as error:
                 records.append(self._record(question, error=str(error)))
                 continue
@@ -173,6 +174,7 @@ class Evaluator:
                     num_captions=len(result.captions),
                     num_exemplars=len(result.exemplars),
                     seconds=round(sum(result.timings.values()), 4),
+                    **({"similarity": result.retrieval_similarity} if result.retrieval_similarity else {}),
                 )
             )
         return records
@@ -216,9 +218,16 @@ class Evaluator:
     def _run_config(self) -> dict[str, Any]:
         from zsvqa import __version__
 
+        config = self.pipeline.config
+        retrieval = None
+        if config.prompt.exemplars == "retrieved":
+            retriever = self.pipeline.retriever
+            # Which similarity ranks the exemplars: image similarity needs image vectors in the index and images.
+            retrieval = {"index": retriever.meta, "similarity": retriever.similarity_for(bool(self.dataset.image_paths))}
         return {
             "zsvqa_version": __version__,
-            "pipeline": self.pipeline.config.to_dict(),
+            "retrieval": retrieval,
+            "pipeline": config.to_dict(),
             "data": {
                 **self.data_description,
                 "dataset": self.dataset.name,

@@ -50,6 +50,7 @@ class VQAResult:
     relevance: list[list[float]] | None = None  # patch relevance grid, sums to one (with an image)
     warning: str | None = None
     choice_scores: dict[str, float] | None = None  # with answerer.selection score / calibrated
+    retrieval_similarity: str | None = None  # with retrieved exemplars: "question+image" or "question"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -154,11 +155,18 @@ class Pipeline:
 
     def answer_image(self, image: str | Path | Image.Image, questions: list[str]) -> list[VQAResult]:
         """Answer several questions about one image; its vision features are computed once for all of them."""
-        return [self.answer_captioned(captioned) for captioned in self.caption_image(image, questions)]
+        return [self.answer_captioned(captioned, image=image) for captioned in self.caption_image(image, questions)]
 
-    def answer_captioned(self, captioned: QuestionCaptions, exemplars: list[QAExemplar] | None = None) -> VQAResult:
-        """The text half on the vision half's output."""
-        result = self.answer_from_captions(captioned.question, captioned.captions, dict(captioned.timings), exemplars)
+    def answer_captioned(
+        self,
+        captioned: QuestionCaptions,
+        exemplars: list[QAExemplar] | None = None,
+        image: str | Path | Image.Image | None = None,
+    ) -> VQAResult:
+        """The text half on the vision half's output; `image` serves image-similarity exemplar retrieval."""
+        result = self.answer_from_captions(
+            captioned.question, captioned.captions, dict(captioned.timings), exemplars, image
+        )
         result.itm_score, result.relevance = captioned.itm_score, captioned.relevance
         return result
 
@@ -239,8 +247,10 @@ class Pipeline:
         captions: list[str],
         timings: dict[str, float],
         exemplars: list[QAExemplar] | None = None,
+        image: str | Path | Image.Image | None = None,
     ) -> VQAResult:
-        """The text half: candidates, exemplars, prompt, answer. `exemplars` replaces the configured ones.
+        """The text half: candidates, exemplars, prompt, answer. `exemplars` replaces the configured ones; `image`
+        (when given) adds image similarity to exemplar retrieval.
 
         With retrieved exemplars and `retrieval.n_ensemble` > 1, each block of exemplars gets its own prompt and
         the answer with the highest log-probability wins (PICa's ensemble).
@@ -251,11 +261,13 @@ class Pipeline:
         candidates, synthetic = self._text_side(captions, timings)
         settings = self.config.prompt
         leading: list[QAExemplar] = []
+        similarity = None
         if exemplars is not None:
             blocks = [exemplars]
         elif settings.exemplars == "retrieved":
             with timed(timings, "retrieval"):
-                blocks = self.retriever(question, captions[0] if captions else "")
+                retrieved = self.retriever(question, captions[0] if captions else "", image)
+            blocks, similarity = retrieved.blocks, retrieved.similarity
         elif settings.exemplars == "synthetic":
             blocks = [synthetic.pairs]
             leading = synthetic.yes_no if settings.yes_no_exemplars else []
@@ -289,6 +301,7 @@ class Pipeline:
             timings=timings,
             warning=self.warning,
             choice_scores=answer.choice_scores,
+            retrieval_similarity=similarity,
         )
 
     def _text_side(self, captions: list[str], timings: dict[str, float]) -> tuple[list[AnswerCandidate], SyntheticQA]:

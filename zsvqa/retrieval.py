@@ -1,23 +1,40 @@
-"""PICa-style exemplar retrieval: training examples embedded with sentence-transformers in a faiss index; the
-nearest ones to a test question become in-context examples, each with its caption and most common answer."""
+"""PICa-style exemplar retrieval: training examples in a faiss index; the nearest ones to a test question become
+in-context examples, each with its caption and a human answer.
+
+Similarity is PICa's: question similarity plus, when the index holds image vectors and the test image is at
+hand, image similarity (both cosine). Each example is stored as its L2-normalised question vector followed by
+its L2-normalised image vector, so one inner-product search scores question_sim + image_sim exactly; a query
+without an image has zeros in the image part and so scores question_sim alone.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
+from tqdm import tqdm
 
 from zsvqa.config import RetrievalConfig
-from zsvqa.data import VQAQuestion, most_common_answer
+from zsvqa.data import VQAQuestion, index_images, most_common_answer
 from zsvqa.errors import InputError
+from zsvqa.images import load_image
 from zsvqa.prompting import QAExemplar
+
+log = logging.getLogger(__name__)
 
 INDEX_FILE = "index.faiss"
 EXAMPLES_FILE = "examples.jsonl"
 META_FILE = "meta.json"
+FORMAT = 2  # of the index files; older indexes must be rebuilt
+QUESTION_SIMILARITY = "question"
+QUESTION_IMAGE_SIMILARITY = "question+image"
+IMAGE_BATCH = 64  # training images decoded at a time
 
 
 @dataclass
@@ -25,44 +42,99 @@ class TrainingExample:
     question_id: int
     image_id: int
     question: str
-    answer: str  # the most common human answer
+    answers: list[str]  # the human answers, in annotation order
     caption: str  # a caption of its image ("" when none was given)
 
     def embedding_text(self, with_caption: bool) -> str:
         return f"{self.question} {self.caption}".strip() if with_caption else self.question
 
+    def answer(self, which: str) -> str:
+        """The answer an exemplar shows: "first" (the first annotator's) or "most_common"."""
+        return self.answers[0] if which == "first" else most_common_answer(self.answers)
 
-def load_encoder(name: str, device: str = "cpu") -> Any:
-    """A sentence-transformers model by hub id, local directory, or bundled:NAME, with the product's errors."""
+
+@dataclass
+class Retrieved:
+    blocks: list[list[QAExemplar]]  # one block of n_shot exemplars per ensemble prompt, nearest first
+    similarity: str  # what ranked them: QUESTION_IMAGE_SIMILARITY or QUESTION_SIMILARITY
+
+
+def load_encoder(name: str, device: str = "cpu", option: str = "--embedding-model") -> Any:
+    """A sentence-transformers model by hub id, local directory, bundled:NAME or tiny:NAME, with the product's
+    errors. CLIP models encode both texts and PIL images."""
     from sentence_transformers import SentenceTransformer
 
     from zsvqa.models import load_pretrained, resolve
 
-    return load_pretrained(
-        SentenceTransformer, resolve(name, role="embedding"), "embedding", "--embedding-model", device=device
-    )
+    return load_pretrained(SentenceTransformer, resolve(name, role="embedding"), "embedding", option, device=device)
 
 
-def _embed(encoder: Any, texts: list[str], progress: bool = False) -> np.ndarray:
-    vectors = encoder.encode(texts, batch_size=64, convert_to_numpy=True, show_progress_bar=progress)
-    return np.ascontiguousarray(vectors, dtype=np.float32)
+def _embed(encoder: Any, items: list[Any], progress: bool = False) -> np.ndarray:
+    """L2-normalised embeddings (texts or images), float32, one row each."""
+    import faiss
+
+    vectors = encoder.encode(items, batch_size=64, convert_to_numpy=True, show_progress_bar=progress)
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    faiss.normalize_L2(vectors)
+    return vectors
+
+
+def _embed_images(encoder: Any, paths: list[Path], progress: bool) -> np.ndarray:
+    batches = range(0, len(paths), IMAGE_BATCH)
+    return np.concatenate([
+        _embed(encoder, [load_image(p) for p in paths[start : start + IMAGE_BATCH]])
+        for start in tqdm(batches, desc="images", unit="batch", disable=not progress)
+    ])
 
 
 def build_index(
     examples: list[TrainingExample],
     out_dir: str | Path,
-    embedding_model: str,
+    config: RetrievalConfig,
     with_captions: bool = False,
     device: str = "cpu",
+    images_dir: str | Path | None = None,
 ) -> Path:
-    """Embed the examples (normalized, so inner product is cosine similarity) and save index and metadata."""
+    """Embed the examples' questions (and, with an image embedding model, their images) and save the index."""
     import faiss
 
     if not examples:
         raise InputError("no training examples to index")
-    encoder = load_encoder(embedding_model, device)
+    image_model = config.image_embedding_model
+    if image_model and images_dir is None:
+        raise InputError(
+            f"image similarity embeds the training images with {image_model!r}: give their folder with --images, "
+            "or --image-embedding-model none for question similarity only"
+        )
+    if images_dir is not None and not image_model:
+        raise InputError("--images needs an image embedding model, e.g. --image-embedding-model clip-ViT-B-32")
+    encoder = load_encoder(config.embedding_model, device)
     vectors = _embed(encoder, [e.embedding_text(with_captions) for e in examples], progress=True)
-    faiss.normalize_L2(vectors)
+    meta: dict[str, Any] = {
+        "format": FORMAT,
+        "embedding_model": config.embedding_model,
+        "image_embedding_model": image_model,
+        "images": str(images_dir) if images_dir is not None else None,
+        "with_captions": with_captions,
+        "count": len(examples),
+        "question_dim": vectors.shape[1],
+        "image_dim": 0,
+    }
+    if image_model and images_dir is not None:
+        available = index_images(images_dir)
+        image_ids = sorted({e.image_id for e in examples})
+        missing = [i for i in image_ids if i not in available]
+        if missing:
+            raise InputError(
+                f"{len(missing)} training images have no file in {str(images_dir)!r}, e.g. image ids {missing[:5]}"
+            )
+        image_encoder = encoder if image_model == config.embedding_model else load_encoder(
+            image_model, device, "--image-embedding-model"
+        )
+        image_vectors = _embed_images(image_encoder, [available[i] for i in image_ids], progress=True)
+        row = {image_id: n for n, image_id in enumerate(image_ids)}
+        vectors = np.ascontiguousarray(np.hstack([vectors, image_vectors[[row[e.image_id] for e in examples]]]))
+        meta["image_dim"] = image_vectors.shape[1]
     index = faiss.IndexFlatIP(vectors.shape[1])
     index.add(vectors)
     out = Path(out_dir)
@@ -71,24 +143,24 @@ def build_index(
     with (out / EXAMPLES_FILE).open("w", encoding="utf-8") as handle:
         for example in examples:
             handle.write(json.dumps(asdict(example)) + "\n")
-    meta = {"embedding_model": embedding_model, "with_captions": with_captions, "count": len(examples)}
     (out / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return out
 
 
 def training_examples(questions: list[VQAQuestion], captions: dict[int, list[str]] | None) -> list[TrainingExample]:
+    """Annotated training questions as examples. Like PICa, an example with an empty question or an empty first
+    answer is never shown (PICa draws a random example in its place; here the next nearest one takes it)."""
     if questions and not questions[0].answers:
         raise InputError("indexing needs the training annotations (--annotations)")
     return [
-        TrainingExample(
-            q.question_id, q.image_id, q.question, most_common_answer(q.answers), ((captions or {}).get(q.image_id) or [""])[0]
-        )
+        TrainingExample(q.question_id, q.image_id, q.question, q.answers, ((captions or {}).get(q.image_id) or [""])[0])
         for q in questions
+        if q.question.strip() and q.answers and q.answers[0].strip() and most_common_answer(q.answers).strip()
     ]
 
 
 class ExemplarRetriever:
-    """question -> n_ensemble blocks of n_shot nearest training examples, nearest first."""
+    """question (and image) -> n_ensemble blocks of n_shot nearest training examples, nearest first."""
 
     def __init__(self, config: RetrievalConfig, device: str = "cpu") -> None:
         import faiss
@@ -102,25 +174,64 @@ class ExemplarRetriever:
         if not (folder / INDEX_FILE).is_file() or not (folder / META_FILE).is_file():
             raise InputError(f"{str(folder)!r} is not an exemplar index (no {INDEX_FILE} / {META_FILE}); see `run.py index`")
         self.config = config
+        self.device = device
         self.meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+        if self.meta.get("format") != FORMAT:
+            raise InputError(f"{str(folder)!r} was built by an older zsvqa; rebuild it with `run.py index`")
         self.index = faiss.read_index(str(folder / INDEX_FILE))
         with (folder / EXAMPLES_FILE).open(encoding="utf-8") as handle:
             self.examples = [TrainingExample(**json.loads(line)) for line in handle if line.strip()]
+        built = (self.meta["embedding_model"], self.meta["image_embedding_model"])
+        if built != (config.embedding_model, config.image_embedding_model):
+            log.warning("the exemplar index was built with %s / %s; queries use those models too", *built)
         # The question must be embedded by the same model that embedded the index.
         self.encoder = load_encoder(self.meta["embedding_model"], device)
+        self._image_vectors: dict[str, np.ndarray] = {}  # the last image's vector: its questions come together
 
-    def nearest(self, question: str, caption: str = "", k: int | None = None) -> list[tuple[TrainingExample, float]]:
-        import faiss
+    @functools.cached_property
+    def image_encoder(self) -> Any:
+        name = self.meta["image_embedding_model"]
+        if name == self.meta["embedding_model"]:
+            return self.encoder
+        return load_encoder(name, self.device, "--image-embedding-model")
 
-        query = TrainingExample(0, 0, question, "", caption).embedding_text(self.meta["with_captions"])
-        vector = _embed(self.encoder, [query])
-        faiss.normalize_L2(vector)
+    def similarity_for(self, with_image: bool) -> str:
+        """What ranks the examples for a query with or without its image."""
+        return QUESTION_IMAGE_SIMILARITY if with_image and self.meta["image_dim"] else QUESTION_SIMILARITY
+
+    def _image_vector(self, image: str | Path | Image.Image) -> np.ndarray:
+        key = None if isinstance(image, Image.Image) else str(image)
+        if key is not None and key in self._image_vectors:
+            return self._image_vectors[key]
+        vector = _embed(self.image_encoder, [load_image(image)])
+        if key is not None:
+            self._image_vectors = {key: vector}
+        return vector
+
+    def query_vector(self, question: str, caption: str = "", image: str | Path | Image.Image | None = None) -> np.ndarray:
+        text = TrainingExample(0, 0, question, [], caption).embedding_text(self.meta["with_captions"])
+        vector = _embed(self.encoder, [text])
+        if self.meta["image_dim"]:
+            image_part = (
+                self._image_vector(image)
+                if image is not None
+                else np.zeros((1, self.meta["image_dim"]), dtype=np.float32)
+            )
+            vector = np.ascontiguousarray(np.hstack([vector, image_part]))
+        return vector
+
+    def nearest(
+        self, question: str, caption: str = "", k: int | None = None, image: str | Path | Image.Image | None = None
+    ) -> list[tuple[TrainingExample, float]]:
         count = min(k or self.config.n_shot * self.config.n_ensemble, len(self.examples))
-        scores, rows = self.index.search(vector, count)
+        scores, rows = self.index.search(self.query_vector(question, caption, image), count)
         return [(self.examples[r], float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0]
 
-    def __call__(self, question: str, caption: str = "") -> list[list[QAExemplar]]:
-        found = [QAExemplar(e.question, e.answer, e.caption) for e, _ in self.nearest(question, caption)]
+    def __call__(self, question: str, caption: str = "", image: str | Path | Image.Image | None = None) -> Retrieved:
+        found = [
+            QAExemplar(e.question, e.answer(self.config.exemplar_answer), e.caption)
+            for e, _ in self.nearest(question, caption, image=image)
+        ]
         size = self.config.n_shot
         blocks = [found[i * size : (i + 1) * size] for i in range(self.config.n_ensemble)]
-        return [block for block in blocks if block] or [[]]
+        return Retrieved([block for block in blocks if block] or [[]], self.similarity_for(image is not None))

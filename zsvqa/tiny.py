@@ -130,11 +130,55 @@ def _causal_lm(target: Path) -> None:
     tokenizer.save_pretrained(target)
 
 
+def _clip(target: Path) -> None:
+    """A sentence-transformers CLIP model (text and images into one space), as PICa's retrieval uses."""
+    from sentence_transformers import SentenceTransformer
+    from tokenizers import pre_tokenizers
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    # A character-level byte BPE vocabulary (no merges): CLIP's own tokenizer class, a few hundred tokens.
+    characters = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {token: i for i, token in enumerate(characters + [c + "</w>" for c in characters])}
+    vocab.update({"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1})
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[])
+    config = CLIPConfig(
+        text_config=dict(
+            vocab_size=len(vocab),
+            hidden_size=HIDDEN,
+            intermediate_size=2 * HIDDEN,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=77,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        ),
+        vision_config=dict(
+            hidden_size=HIDDEN,
+            intermediate_size=2 * HIDDEN,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=IMAGE_SIZE,
+            patch_size=PATCH_SIZE,
+        ),
+        projection_dim=16,
+    )
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}
+    )
+    with tempfile.TemporaryDirectory() as plain:
+        CLIPModel(config).save_pretrained(plain)
+        CLIPProcessor(image_processor, tokenizer).save_pretrained(plain)
+        # Saved as sentence-transformers saves its models, so it loads as the hub's clip-ViT-* models do.
+        SentenceTransformer(plain, device="cpu").save(str(target))
+
+
 BUILDERS: dict[str, Callable[[Path], None]] = {
     "blip-itm": functools.partial(_save_blip, "BlipForImageTextRetrieval", "tiny"),
     "blip-captioner": functools.partial(_save_blip, "BlipForConditionalGeneration", "tiny"),
     "t5": functools.partial(_t5, "tiny"),
     "causal-lm": _causal_lm,
+    "clip": _clip,
     "blip-itm-large": functools.partial(_save_blip, "BlipForImageTextRetrieval", "large"),
     "blip-captioner-large": functools.partial(_save_blip, "BlipForConditionalGeneration", "large"),
     "t5-large": functools.partial(_t5, "large"),
