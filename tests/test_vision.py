@@ -3,7 +3,9 @@
 Their captions are noise: these tests check mechanics, shapes, determinism and equivalence only.
 """
 
+import dataclasses
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,9 +16,9 @@ from PIL import Image
 from zsvqa.captioning import PatchCaptioner
 from zsvqa.cli import main
 from zsvqa.config import CaptionerConfig, MatcherConfig, preset
-from zsvqa.errors import InputError
+from zsvqa.errors import InputError, ModelLoadError
 from zsvqa.images import load_image
-from zsvqa.matching import ImageQuestionMatcher, full_backward_gradcam, patch_grid
+from zsvqa.matching import ImageQuestionMatcher, enc_token_id, full_backward_gradcam, patch_grid
 from zsvqa.pipeline import Pipeline
 
 QUESTIONS = ["what is the man riding?", "is it red?", "how many dogs are in the park today?"]
@@ -136,6 +138,76 @@ def test_caption_filter(monkeypatch) -> None:
     assert filtered.captions == unfiltered.captions[::2] and filtered.filtered_out == len(unfiltered.captions) // 2
     monkeypatch.setattr(pipeline.matcher, "match_probabilities", lambda f, texts: [0.2] * (len(texts) - 1) + [0.3])
     assert pipeline.caption_image(noise_image(), QUESTIONS[:1])[0].captions == [unfiltered.captions[-1]]
+
+
+def _text_encoder_ids(matcher: ImageQuestionMatcher) -> tuple[list[torch.Tensor], torch.utils.hooks.RemovableHandle]:
+    seen: list[torch.Tensor] = []
+    hook = lambda module, args, kwargs: seen.append(kwargs["input_ids"].clone())  # noqa: E731
+    return seen, matcher.model.text_encoder.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+def test_itm_text_starts_with_enc_token(matcher: ImageQuestionMatcher) -> None:
+    tokenizer = matcher.processor.tokenizer
+    enc = tokenizer.convert_tokens_to_ids("[ENC]")
+    assert enc == 30523 and enc != tokenizer.unk_token_id  # BLIP's vocabulary: BERT, [DEC] 30522, [ENC] 30523
+    features = matcher.encode_image(noise_image())
+    seen, handle = _text_encoder_ids(matcher)
+    try:
+        with_enc = matcher(features, QUESTIONS)
+        matcher.match_probabilities(features, ["a man on a bike"])
+        cls_matcher = ImageQuestionMatcher(dataclasses.replace(matcher.config, enc_token=False))
+        handle.remove()
+        seen_cls, handle = _text_encoder_ids(cls_matcher)
+        with_cls = cls_matcher(cls_matcher.encode_image(noise_image()), QUESTIONS)
+    finally:
+        handle.remove()
+    assert len(seen) == 2 and all(ids[:, 0].eq(enc).all() for ids in seen)  # GradCAM / ITM, caption scores
+    assert seen_cls and all(ids[:, 0].eq(tokenizer.cls_token_id).all() for ids in seen_cls)
+    assert torch.equal(seen[0][:, 1:], seen_cls[0][:, 1:])  # only the first token differs
+    assert with_enc[0].itm_score != pytest.approx(with_cls[0].itm_score, abs=1e-6)
+
+
+def test_enc_token_id_falls_back_to_the_one_after_dec() -> None:
+    unknown = SimpleNamespace(convert_tokens_to_ids=lambda token: 100, unk_token_id=100)
+    assert enc_token_id(unknown, SimpleNamespace(bos_token_id=30522, vocab_size=30524)) == 30523
+    with pytest.raises(ModelLoadError, match="no \\[ENC\\] token"):
+        enc_token_id(unknown, SimpleNamespace(bos_token_id=30522, vocab_size=30523))
+
+
+def test_question_mark_stripped_before_itm(matcher: ImageQuestionMatcher) -> None:
+    question_mark = matcher.processor.tokenizer.convert_tokens_to_ids("?")
+    features = matcher.encode_image(noise_image())
+    questions = ["is it red?", "?? what is this ??", "what? and why"]
+    seen, handle = _text_encoder_ids(matcher)
+    try:
+        results = matcher(features, questions)
+        keeping = ImageQuestionMatcher(dataclasses.replace(matcher.config, strip_question_mark=False))
+        handle.remove()
+        seen_kept, handle = _text_encoder_ids(keeping)
+        keeping(features, questions)
+    finally:
+        handle.remove()
+    tokenizer = matcher.processor.tokenizer
+    stripped = [tokenizer.decode(row, skip_special_tokens=True) for row in seen[0]]
+    assert stripped == ["is it red", "what is this", "what? and why"]  # str.strip("?"): the ends only, as LAVIS
+    assert [r.question for r in results] == questions
+    assert int(seen_kept[0].eq(question_mark).sum()) == 6
+
+
+def test_vision_layer_norms_carry_the_configured_eps() -> None:
+    def eps_values(model) -> set[float]:
+        return {m.eps for m in model.vision_model.modules() if isinstance(m, torch.nn.LayerNorm)}
+
+    pipeline = Pipeline(preset("tiny"))
+    assert pipeline.config.vision_layer_norm_eps == 1e-6  # LAVIS's ViT
+    for model in (pipeline.matcher.model, pipeline.captioner.model):
+        assert eps_values(model) == {1e-6} and model.config.vision_config.layer_norm_eps == 1e-6
+    kept = Pipeline(preset("tiny").with_overrides({"vision_layer_norm_eps": "none"}))
+    for model in (kept.matcher.model, kept.captioner.model):
+        assert eps_values(model) == {1e-5}  # the checkpoint's own (BlipVisionConfig's default)
+    assert len([m for m in pipeline.matcher.model.vision_model.modules() if isinstance(m, torch.nn.LayerNorm)]) == 5
+    with pytest.raises(InputError, match="vision_layer_norm_eps must be positive"):
+        preset("tiny").with_overrides({"vision_layer_norm_eps": "0"})
 
 
 def test_image_features_computed_once_per_image(monkeypatch) -> None:

@@ -11,9 +11,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from zsvqa.config import CaptionerConfig
-from zsvqa.matching import ImageFeatures, encode_image
-from zsvqa.models import load_frozen
+from zsvqa.config import CaptionerConfig, PipelineConfig
+from zsvqa.matching import ImageFeatures, encode_image, load_blip
 
 
 @dataclass
@@ -27,14 +26,20 @@ class CaptionSet:
 class PatchCaptioner:
     """(image features, patch relevance) -> N diverse captions, each conditioned on its own K sampled patches."""
 
-    def __init__(self, config: CaptionerConfig, device: str = "cpu", dtype: str = "float32") -> None:
-        from transformers import AutoProcessor, BlipForConditionalGeneration
+    def __init__(
+        self,
+        config: CaptionerConfig,
+        device: str = "cpu",
+        dtype: str = "float32",
+        vision_layer_norm_eps: float | None = PipelineConfig.vision_layer_norm_eps,
+    ) -> None:
+        from transformers import BlipForConditionalGeneration
 
         self.config = config
         self.device = device
-        self.model, self.processor = load_frozen(
-            BlipForConditionalGeneration, config.model, "captioner", "--captioner-model", device,
-            preprocessor_cls=AutoProcessor, dtype=dtype,
+        self.model, self.processor = load_blip(
+            BlipForConditionalGeneration, config.model, "captioner", "--captioner-model", device, dtype,
+            vision_layer_norm_eps,
         )
         text_config = self.model.config.text_config
         prompt_ids = self.processor.tokenizer(config.prompt, return_tensors="pt").input_ids

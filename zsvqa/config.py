@@ -28,6 +28,11 @@ class MatcherConfig:
     # PNP-VQA reads the cross-attention of text-encoder block 7 (zero-based).
     gradcam_layer: int = 7
     batch_size: int = 16
+    # BLIP's ITM was trained with [ENC] in place of [CLS] at position 0, and LAVIS feeds it so for GradCAM and
+    # ITM scores; False feeds [CLS], as Hugging Face's BlipForImageTextRetrieval does.
+    enc_token: bool = True
+    # LAVIS removes "?" from both ends of the question (str.strip("?")) before GradCAM and the ITM score.
+    strip_question_mark: bool = True
 
 
 @dataclass
@@ -120,6 +125,9 @@ class PipelineConfig:
     # with AMX or AVX512-BF16, and on GPUs).
     dtype: str = "float32"
     seed: int = 0
+    # LayerNorm epsilon of every BLIP vision transformer loaded: LAVIS's ViT uses 1e-6, while the Hugging Face
+    # BLIP checkpoints carry BlipVisionConfig's default 1e-5. None keeps the checkpoint's value.
+    vision_layer_norm_eps: float | None = 1e-6
 
     def validate(self) -> PipelineConfig:
         checks = [
@@ -140,6 +148,8 @@ class PipelineConfig:
         ]:
             if value < 1:
                 raise InputError(f"{name} must be at least 1; got {value}")
+        if self.vision_layer_norm_eps is not None and not self.vision_layer_norm_eps > 0:
+            raise InputError(f"vision_layer_norm_eps must be positive or none; got {self.vision_layer_norm_eps}")
         if self.answerer.kind == "fid" and self.prompt.style != "unifiedqa":
             raise InputError("answerer.kind 'fid' needs prompt.style 'unifiedqa' (one passage per caption)")
         return self

@@ -117,11 +117,15 @@ class Pipeline:
 
     @functools.cached_property
     def matcher(self) -> ImageQuestionMatcher:
-        return ImageQuestionMatcher(self.config.matcher, self.config.device, self.config.dtype)
+        return ImageQuestionMatcher(
+            self.config.matcher, self.config.device, self.config.dtype, self.config.vision_layer_norm_eps
+        )
 
     @functools.cached_property
     def captioner(self) -> PatchCaptioner:
-        return PatchCaptioner(self.config.captioner, self.config.device, self.config.dtype)
+        return PatchCaptioner(
+            self.config.captioner, self.config.device, self.config.dtype, self.config.vision_layer_norm_eps
+        )
 
     @functools.cached_property
     def answerer(self) -> Answerer:
@@ -186,6 +190,7 @@ class Pipeline:
             "question": question,
             "matcher": dataclasses.asdict(self.config.matcher) if uses_matcher else None,
             "captioner": dataclasses.asdict(captioner),
+            "vision_layer_norm_eps": self.config.vision_layer_norm_eps,
             "seed": self.config.seed,
         }
 
