@@ -140,6 +140,56 @@ def test_caption_filter(monkeypatch) -> None:
     assert pipeline.caption_image(noise_image(), QUESTIONS[:1])[0].captions == [unfiltered.captions[-1]]
 
 
+def _decoded(monkeypatch, captioner) -> list[torch.Tensor]:
+    """Record the token ids the captioner's decoder returns."""
+    outputs: list[torch.Tensor] = []
+    generate = captioner.model.text_decoder.generate
+
+    def recording(*args, **kwargs):
+        outputs.append(generate(*args, **kwargs))
+        return outputs[-1]
+
+    monkeypatch.setattr(captioner.model.text_decoder, "generate", recording)
+    return outputs
+
+
+def test_caption_lengths_count_the_prompt(captioner_config, monkeypatch) -> None:
+    config = dataclasses.replace(captioner_config, relevance="full", decoding="greedy", num_captions=1)
+    assert (config.min_length, config.max_length) == (7, 12)
+    captioner = PatchCaptioner(config)
+    assert captioner.prompt_ids.shape[1] == 4  # [DEC] a picture of
+    features = captioner.encode_image(noise_image())
+    outputs = _decoded(monkeypatch, captioner)
+    captioner(features, None, seed=0)
+    assert outputs[-1].shape[1] == 12  # no end token sampled: max_length tokens in all, the prompt included
+    with torch.no_grad():  # make the end token the most likely everywhere: it comes as soon as allowed
+        captioner.model.text_decoder.cls.predictions.bias[captioner.eos_token_id] += 1e4
+    captioner(features, None, seed=0)
+    assert outputs[-1][0].tolist().index(captioner.eos_token_id) == 7  # min_length tokens before it, prompt included
+    with pytest.raises(InputError, match="must exceed"):
+        PatchCaptioner(dataclasses.replace(config, min_length=2, max_length=4))
+
+
+@pytest.mark.parametrize("decoding", ["greedy", "beam"])
+def test_deterministic_decoding_ignores_the_seed(decoding: str, captioner_config) -> None:
+    config = dataclasses.replace(captioner_config, relevance="full", num_captions=1, decoding=decoding)
+    captioner = PatchCaptioner(config)
+    features = captioner.encode_image(noise_image())
+    captions = [captioner(features, None, seed).captions for seed in range(3)]
+    assert len(captions[0]) == 1 and captions[0] == captions[1] == captions[2]
+    sampled = PatchCaptioner(dataclasses.replace(config, decoding="sample"))
+    assert sampled(features, None, 0).captions != sampled(features, None, 1).captions
+
+
+def test_pica_preset_captions_with_beam_search() -> None:
+    captioner = preset("pica").captioner
+    assert (captioner.decoding, captioner.num_beams, captioner.num_captions) == ("beam", 3, 1)
+    with pytest.raises(InputError, match="gives one caption"):
+        preset("pica").with_overrides({"captioner.num_captions": "5"})
+    with pytest.raises(InputError, match="captioner.decoding must be one of"):
+        preset("tiny").with_overrides({"captioner.decoding": "nucleus"})
+
+
 def _text_encoder_ids(matcher: ImageQuestionMatcher) -> tuple[list[torch.Tensor], torch.utils.hooks.RemovableHandle]:
     seen: list[torch.Tensor] = []
     hook = lambda module, args, kwargs: seen.append(kwargs["input_ids"].clone())  # noqa: E731

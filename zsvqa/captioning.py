@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from zsvqa.config import CaptionerConfig, PipelineConfig
+from zsvqa.errors import InputError
 from zsvqa.matching import ImageFeatures, encode_image, load_blip
 
 
@@ -46,6 +47,11 @@ class PatchCaptioner:
         # BLIP's decoder starts from its bos token in place of [CLS], and the prompt has no closing [SEP].
         prompt_ids[:, 0] = text_config.bos_token_id
         self.prompt_ids = prompt_ids[:, :-1].to(device)
+        if config.max_length <= self.prompt_ids.shape[1]:
+            raise InputError(
+                f"captioner.max_length ({config.max_length}) counts the prompt's {self.prompt_ids.shape[1]} tokens "
+                "and must exceed them"
+            )
         self.eos_token_id = text_config.sep_token_id
         self.pad_token_id = text_config.pad_token_id
 
@@ -104,6 +110,11 @@ class PatchCaptioner:
             states = features.embeds.expand(count, -1, -1)
         else:
             states = features.embeds[0, 1:][patches.to(self.device)]  # [count, K, hidden], no [CLS]
+        config, prompt_length = self.config, self.prompt_ids.shape[1]
+        if config.decoding == "sample":
+            decoding = {"do_sample": True, "top_k": config.top_k}
+        else:
+            decoding = {"do_sample": False, "num_beams": config.num_beams if config.decoding == "beam" else 1}
         # Top-k sampling draws from torch's global generator; seed it from ours and restore it afterwards.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
@@ -113,10 +124,10 @@ class PatchCaptioner:
                 encoder_attention_mask=torch.ones(states.shape[:2], dtype=torch.long, device=self.device),
                 eos_token_id=self.eos_token_id,
                 pad_token_id=self.pad_token_id,
-                do_sample=True,
-                top_k=self.config.top_k,
-                min_new_tokens=self.config.min_length,
-                max_new_tokens=self.config.max_length,
+                # The lengths count the prompt, as LAVIS's min_length / max_length do.
+                min_new_tokens=max(0, config.min_length - prompt_length),
+                max_new_tokens=config.max_length - prompt_length,
+                **decoding,
             )
         texts = self.processor.tokenizer.batch_decode(output[:, self.prompt_ids.shape[1] :], skip_special_tokens=True)
         return [" ".join(text.split()) for text in texts]

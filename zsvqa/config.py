@@ -18,6 +18,7 @@ QUESTION_GENERATORS = ("t5", "template", "llm", "none")
 EXEMPLAR_SOURCES = ("synthetic", "retrieved", "none")
 PROMPT_STYLES = ("img2llm", "pica", "unifiedqa")
 ANSWERER_KINDS = ("causal", "seq2seq", "fid")
+CAPTION_DECODINGS = ("sample", "greedy", "beam")
 
 
 @dataclass
@@ -43,7 +44,12 @@ class CaptionerConfig:
     relevance: str = "gradcam"  # one of RELEVANCE_MODES
     num_patches: int = 20  # K
     num_captions: int = 100  # N
-    top_k: int = 50
+    # One of CAPTION_DECODINGS: top-k sampling (PNP-VQA, Img2LLM), or deterministic greedy / beam search.
+    decoding: str = "sample"
+    top_k: int = 50  # sample decoding
+    num_beams: int = 3  # beam decoding; LAVIS's BLIP captioner uses 3
+    # Caption length in tokens INCLUDING the prompt ([DEC] a picture of = 4 tokens), as LAVIS passes them to
+    # generate: 10 and 20 give captions of 6 to 16 new tokens.
     min_length: int = 10
     max_length: int = 20
     prompt: str = "a picture of "
@@ -136,6 +142,7 @@ class PipelineConfig:
             (self.prompt.exemplars, EXEMPLAR_SOURCES, "prompt.exemplars"),
             (self.prompt.style, PROMPT_STYLES, "prompt.style"),
             (self.answerer.kind, ANSWERER_KINDS, "answerer.kind"),
+            (self.captioner.decoding, CAPTION_DECODINGS, "captioner.decoding"),
         ]
         checks.append((self.dtype, ("float32", "bfloat16", "float16"), "dtype"))
         for value, allowed, name in checks:
@@ -144,10 +151,21 @@ class PipelineConfig:
         for value, name in [
             (self.captioner.num_patches, "captioner.num_patches"),
             (self.captioner.num_captions, "captioner.num_captions"),
+            (self.captioner.num_beams, "captioner.num_beams"),
             (self.answerer.max_new_tokens, "answerer.max_new_tokens"),
         ]:
             if value < 1:
                 raise InputError(f"{name} must be at least 1; got {value}")
+        captioner = self.captioner
+        if captioner.min_length > captioner.max_length:
+            raise InputError(
+                f"captioner.min_length ({captioner.min_length}) exceeds captioner.max_length ({captioner.max_length})"
+            )
+        if captioner.decoding != "sample" and captioner.relevance == "full" and captioner.num_captions > 1:
+            raise InputError(
+                f"captioner.decoding {captioner.decoding!r} of the whole image gives one caption; "
+                "set captioner.num_captions to 1, or use sample decoding or patch relevance"
+            )
         if self.vision_layer_norm_eps is not None and not self.vision_layer_norm_eps > 0:
             raise InputError(f"vision_layer_norm_eps must be positive or none; got {self.vision_layer_norm_eps}")
         if self.answerer.kind == "fid" and self.prompt.style != "unifiedqa":
@@ -227,10 +245,14 @@ def _img2llm() -> PipelineConfig:
 
 
 def _pica() -> PipelineConfig:
-    # PICa conditions on one global caption per image.
+    # PICa conditions on one fixed caption per image: beam search with the defaults of LAVIS's BLIP captioner
+    # (3 beams, 10 to 30 tokens with the prompt), so the caption does not depend on the seed. Beam, not greedy:
+    # it is how BLIP captions were produced and evaluated.
     return PipelineConfig(
         name="pica",
-        captioner=CaptionerConfig(relevance="full", num_captions=1),
+        captioner=CaptionerConfig(
+            relevance="full", num_captions=1, decoding="beam", num_beams=3, min_length=10, max_length=30
+        ),
         question_gen=QuestionGenConfig(backend="none"),
         prompt=PromptConfig(style="pica", exemplars="retrieved", num_captions=1),
         answerer=AnswererConfig(model="facebook/opt-6.7b", max_prompt_tokens=None),
@@ -248,7 +270,8 @@ def _tiny() -> PipelineConfig:
         name="tiny",
         matcher=MatcherConfig(model="tiny:blip-itm", gradcam_layer=0),
         captioner=CaptionerConfig(
-            model="tiny:blip-captioner", num_patches=4, num_captions=8, min_length=3, max_length=8, batch_size=8
+            # 3 to 8 new tokens after the 4-token prompt.
+            model="tiny:blip-captioner", num_patches=4, num_captions=8, min_length=7, max_length=12, batch_size=8
         ),
         question_gen=QuestionGenConfig(model="tiny:t5", max_new_tokens=8),
         prompt=PromptConfig(num_captions=8, num_exemplars=8),
