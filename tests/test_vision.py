@@ -78,6 +78,7 @@ def test_patch_sampling_size_k_reproducible(matcher, captioner_config) -> None:
     other = captioner._sample_patches(probabilities, 5, torch.Generator().manual_seed(4))
     assert first.shape == (5, captioner_config.num_patches)
     assert all(len(set(row)) == captioner_config.num_patches for row in first.tolist())  # no replacement
+    assert torch.equal(first, first.sort(dim=1).values)  # in image order, as LAVIS
     assert torch.equal(first, again) and not torch.equal(first, other)
     assert captioner(features, relevance, seed=1).captions == captioner(features, relevance, seed=1).captions
 
@@ -138,6 +139,23 @@ def test_caption_filter(monkeypatch) -> None:
     assert filtered.captions == unfiltered.captions[::2] and filtered.filtered_out == len(unfiltered.captions) // 2
     monkeypatch.setattr(pipeline.matcher, "match_probabilities", lambda f, texts: [0.2] * (len(texts) - 1) + [0.3])
     assert pipeline.caption_image(noise_image(), QUESTIONS[:1])[0].captions == [unfiltered.captions[-1]]
+
+
+def test_a_caption_contained_in_a_kept_one_is_dropped(captioner_config, monkeypatch) -> None:
+    captioner = PatchCaptioner(captioner_config)  # N = 8
+    script = iter([
+        ["a man riding a bike", "a man riding", "man", "a man riding a bike down the street",
+         "a dog", "A DOG", "dog", "a cat"],
+        ["a red car", "", "a red", "a bus"],
+        ["a tree", "a cat on a mat"],
+    ])
+    monkeypatch.setattr(captioner, "_generate", lambda features, patches, generator: next(script)[: patches.shape[0]])
+    result = captioner(captioner.encode_image(noise_image()), torch.full((4, 4), 1 / 16), seed=0)
+    # LAVIS's rule: a new caption that is a substring of a kept one is rejected; a longer one is kept.
+    assert result.captions == [
+        "a man riding a bike", "a man riding a bike down the street", "a dog", "a cat", "a red car", "a bus",
+        "a tree", "a cat on a mat",
+    ]
 
 
 def _decoded(monkeypatch, captioner) -> list[torch.Tensor]:

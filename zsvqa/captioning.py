@@ -1,7 +1,7 @@
 """Question-guided captioning (PNP-VQA): for each caption, K image patches are sampled with probability
 proportional to their relevance, and the BLIP captioner's text decoder writes a caption seeing only those
-patch embeddings. Captions are sampled in batches; duplicates are dropped and only the missing ones are
-generated again."""
+patch embeddings. Captions are sampled in batches; as in LAVIS, a caption contained in one already kept is
+dropped, and only the missing ones are generated again."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ class PatchCaptioner:
         probabilities = self._patch_probabilities(features, relevance)
         generator = torch.Generator().manual_seed(seed)
         result = CaptionSet([])
-        seen: set[str] = set()
+        kept: list[str] = []  # lower-cased, for the containment test
         while len(result.captions) < self.config.num_captions and result.rounds <= self.config.max_top_up_rounds:
             result.rounds += 1
             missing = self.config.num_captions - len(result.captions)
@@ -73,8 +73,9 @@ class PatchCaptioner:
                 for caption, indices in zip(self._generate(features, patches, generator), patches.tolist()):
                     result.generated += 1
                     key = caption.lower()
-                    if caption and key not in seen:
-                        seen.add(key)
+                    # As LAVIS: a caption contained in one already kept is dropped (the longer one stays).
+                    if caption and not any(key in k for k in kept):
+                        kept.append(key)
                         result.captions.append(caption)
                         result.patch_indices.append(indices if probabilities is not None else [])
         return result
@@ -101,7 +102,8 @@ class PatchCaptioner:
         if probabilities is None:
             return torch.empty(count, 0, dtype=torch.long)
         k = min(self.config.num_patches, probabilities.numel())
-        return torch.multinomial(probabilities.expand(count, -1), k, replacement=False, generator=generator)
+        patches = torch.multinomial(probabilities.expand(count, -1), k, replacement=False, generator=generator)
+        return patches.sort(dim=1).values  # in image order, as LAVIS (cross-attention does not depend on the order)
 
     @torch.no_grad()
     def _generate(self, features: ImageFeatures, patches: torch.Tensor, generator: torch.Generator) -> list[str]:
