@@ -5,6 +5,7 @@ Their captions are noise: these tests check mechanics, shapes, determinism and e
 
 import dataclasses
 import json
+import zlib
 from types import SimpleNamespace
 
 import numpy as np
@@ -130,15 +131,69 @@ def test_top_up_rounds_are_bounded(captioner_config, monkeypatch) -> None:
     assert result.captions == ["same"] and result.rounds == 1 + captioner_config.max_top_up_rounds
 
 
-def test_caption_filter(monkeypatch) -> None:
+def test_caption_filter_in_the_pipeline_collects_n_passing_captions(monkeypatch) -> None:
     pipeline = Pipeline(preset("tiny").with_overrides({"captioner.filter_threshold": "0.5"}))
-    unfiltered = Pipeline(preset("tiny")).caption_image(noise_image(), QUESTIONS[:1])[0]
-    scores = {c: 0.9 if i % 2 == 0 else 0.1 for i, c in enumerate(unfiltered.captions)}
-    monkeypatch.setattr(pipeline.matcher, "match_probabilities", lambda f, texts: [scores[t] for t in texts])
-    filtered = pipeline.caption_image(noise_image(), QUESTIONS[:1])[0]
-    assert filtered.captions == unfiltered.captions[::2] and filtered.filtered_out == len(unfiltered.captions) // 2
-    monkeypatch.setattr(pipeline.matcher, "match_probabilities", lambda f, texts: [0.2] * (len(texts) - 1) + [0.3])
-    assert pipeline.caption_image(noise_image(), QUESTIONS[:1])[0].captions == [unfiltered.captions[-1]]
+    scored: dict[str, float] = {}
+    calls: list[list[str]] = []
+
+    def fake_scores(features, texts):  # a fixed pseudo-random half of the captions pass
+        calls.append(texts)
+        scored.update({t: 0.9 if zlib.crc32(t.encode()) % 2 else 0.1 for t in texts})
+        return [scored[t] for t in texts]
+
+    monkeypatch.setattr(pipeline.matcher, "match_probabilities", fake_scores)
+    result = pipeline.caption_image(noise_image(), QUESTIONS[:1])[0]
+    assert len(result.captions) == preset("tiny").captioner.num_captions  # topped up until N pass, as LAVIS
+    assert all(scored[c] >= 0.5 for c in result.captions)
+    rejected = [t for texts in calls for t in texts if scored[t] < 0.5]
+    # Rejections after the N-th kept caption of the last batch are not counted: those captions were not needed.
+    assert 0 < result.filtered_out <= len(rejected)
+    assert result.generated == sum(map(len, calls)) >= len(result.captions) + result.filtered_out
+    assert "caption_filter" in result.timings and result.timings["captioning"] >= 0
+
+
+def _numbered_captions(monkeypatch, captioner) -> list[int]:
+    """Make `_generate` return distinct captions 'caption 000', 'caption 001', ...; returns the batch sizes."""
+    requested: list[int] = []
+
+    def fake_generate(features, patches, generator):
+        requested.append(patches.shape[0])
+        start = sum(requested[:-1])
+        return [f"caption {n:03d}" for n in range(start, start + patches.shape[0])]
+
+    monkeypatch.setattr(captioner, "_generate", fake_generate)
+    return requested
+
+
+def test_filter_tops_up_until_n_captions_pass(captioner_config, monkeypatch) -> None:
+    captioner = PatchCaptioner(dataclasses.replace(captioner_config, filter_threshold=0.5))  # N = 8
+    requested = _numbered_captions(monkeypatch, captioner)
+    scorer_calls: list[list[str]] = []
+
+    def every_other_passes(texts: list[str]) -> list[float]:
+        scorer_calls.append(texts)
+        return [0.9 if int(t.split()[1]) % 2 == 0 else 0.1 for t in texts]
+
+    result = captioner(captioner.encode_image(noise_image()), torch.full((4, 4), 1 / 16), 0, every_other_passes)
+    assert result.captions == [f"caption {n:03d}" for n in range(0, 16, 2)]
+    # Round 2 draws the 4 missing over the pass rate (one half): 8, never more than N per round.
+    assert requested == [8, 8] and result.rounds == 2
+    # Caption 015 comes after the 8th kept one: not needed, so not counted as filtered out.
+    assert (result.generated, result.filtered_out) == (16, 7) and sum(map(len, scorer_calls)) == 16
+    # Without a scorer the threshold is not applied.
+    assert captioner(captioner.encode_image(noise_image()), torch.full((4, 4), 1 / 16), 0).filtered_out == 0
+
+
+def test_filter_rounds_are_bounded_and_keep_the_best_when_none_pass(captioner_config, monkeypatch) -> None:
+    config = dataclasses.replace(captioner_config, filter_threshold=0.5, max_top_up_rounds=2)
+    captioner = PatchCaptioner(config)
+    requested = _numbered_captions(monkeypatch, captioner)
+    # All fail; caption 005 scores highest.
+    scores = lambda texts: [0.4 if t == "caption 005" else 0.1 for t in texts]  # noqa: E731
+    result = captioner(captioner.encode_image(noise_image()), torch.full((4, 4), 1 / 16), 0, scores)
+    assert result.rounds == 3 and requested == [8, 8, 8]
+    assert result.captions == ["caption 005"] and len(result.patch_indices) == 1
+    assert (result.generated, result.filtered_out) == (24, 23)  # the one kept back is not counted as removed
 
 
 def test_a_caption_contained_in_a_kept_one_is_dropped(captioner_config, monkeypatch) -> None:

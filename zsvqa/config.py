@@ -54,9 +54,9 @@ class CaptionerConfig:
     max_length: int = 20
     prompt: str = "a picture of "
     batch_size: int = 50
-    # Rounds of top-up generation for captions lost to de-duplication.
+    # Rounds of top-up generation for captions lost to de-duplication or the filter (LAVIS loops unbounded).
     max_top_up_rounds: int = 5
-    # Img2LLM keeps captions whose ITM match probability is at least this; None keeps all.
+    # Img2LLM keeps sampling until N captions have an ITM match probability of at least this; None keeps all.
     filter_threshold: float | None = None
 
 
