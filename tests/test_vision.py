@@ -3,7 +3,10 @@
 Their captions are noise: these tests check mechanics, shapes, determinism and equivalence only.
 """
 
+import dataclasses
 import json
+import zlib
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,9 +17,9 @@ from PIL import Image
 from zsvqa.captioning import PatchCaptioner
 from zsvqa.cli import main
 from zsvqa.config import CaptionerConfig, MatcherConfig, preset
-from zsvqa.errors import InputError
+from zsvqa.errors import InputError, ModelLoadError
 from zsvqa.images import load_image
-from zsvqa.matching import ImageQuestionMatcher, full_backward_gradcam, patch_grid
+from zsvqa.matching import ImageQuestionMatcher, enc_token_id, full_backward_gradcam, patch_grid
 from zsvqa.pipeline import Pipeline
 
 QUESTIONS = ["what is the man riding?", "is it red?", "how many dogs are in the park today?"]
@@ -76,6 +79,7 @@ def test_patch_sampling_size_k_reproducible(matcher, captioner_config) -> None:
     other = captioner._sample_patches(probabilities, 5, torch.Generator().manual_seed(4))
     assert first.shape == (5, captioner_config.num_patches)
     assert all(len(set(row)) == captioner_config.num_patches for row in first.tolist())  # no replacement
+    assert torch.equal(first, first.sort(dim=1).values)  # in image order, as LAVIS
     assert torch.equal(first, again) and not torch.equal(first, other)
     assert captioner(features, relevance, seed=1).captions == captioner(features, relevance, seed=1).captions
 
@@ -127,15 +131,206 @@ def test_top_up_rounds_are_bounded(captioner_config, monkeypatch) -> None:
     assert result.captions == ["same"] and result.rounds == 1 + captioner_config.max_top_up_rounds
 
 
-def test_caption_filter(monkeypatch) -> None:
+def test_caption_filter_in_the_pipeline_collects_n_passing_captions(monkeypatch) -> None:
     pipeline = Pipeline(preset("tiny").with_overrides({"captioner.filter_threshold": "0.5"}))
-    unfiltered = Pipeline(preset("tiny")).caption_image(noise_image(), QUESTIONS[:1])[0]
-    scores = {c: 0.9 if i % 2 == 0 else 0.1 for i, c in enumerate(unfiltered.captions)}
-    monkeypatch.setattr(pipeline.matcher, "match_probabilities", lambda f, texts: [scores[t] for t in texts])
-    filtered = pipeline.caption_image(noise_image(), QUESTIONS[:1])[0]
-    assert filtered.captions == unfiltered.captions[::2] and filtered.filtered_out == len(unfiltered.captions) // 2
-    monkeypatch.setattr(pipeline.matcher, "match_probabilities", lambda f, texts: [0.2] * (len(texts) - 1) + [0.3])
-    assert pipeline.caption_image(noise_image(), QUESTIONS[:1])[0].captions == [unfiltered.captions[-1]]
+    scored: dict[str, float] = {}
+    calls: list[list[str]] = []
+
+    def fake_scores(features, texts):  # a fixed pseudo-random half of the captions pass
+        calls.append(texts)
+        scored.update({t: 0.9 if zlib.crc32(t.encode()) % 2 else 0.1 for t in texts})
+        return [scored[t] for t in texts]
+
+    monkeypatch.setattr(pipeline.matcher, "match_probabilities", fake_scores)
+    result = pipeline.caption_image(noise_image(), QUESTIONS[:1])[0]
+    assert len(result.captions) == preset("tiny").captioner.num_captions  # topped up until N pass, as LAVIS
+    assert all(scored[c] >= 0.5 for c in result.captions)
+    rejected = [t for texts in calls for t in texts if scored[t] < 0.5]
+    # Rejections after the N-th kept caption of the last batch are not counted: those captions were not needed.
+    assert 0 < result.filtered_out <= len(rejected)
+    assert result.generated == sum(map(len, calls)) >= len(result.captions) + result.filtered_out
+    assert "caption_filter" in result.timings and result.timings["captioning"] >= 0
+
+
+def _numbered_captions(monkeypatch, captioner) -> list[int]:
+    """Make `_generate` return distinct captions 'caption 000', 'caption 001', ...; returns the batch sizes."""
+    requested: list[int] = []
+
+    def fake_generate(features, patches, generator):
+        requested.append(patches.shape[0])
+        start = sum(requested[:-1])
+        return [f"caption {n:03d}" for n in range(start, start + patches.shape[0])]
+
+    monkeypatch.setattr(captioner, "_generate", fake_generate)
+    return requested
+
+
+def test_filter_tops_up_until_n_captions_pass(captioner_config, monkeypatch) -> None:
+    captioner = PatchCaptioner(dataclasses.replace(captioner_config, filter_threshold=0.5))  # N = 8
+    requested = _numbered_captions(monkeypatch, captioner)
+    scorer_calls: list[list[str]] = []
+
+    def every_other_passes(texts: list[str]) -> list[float]:
+        scorer_calls.append(texts)
+        return [0.9 if int(t.split()[1]) % 2 == 0 else 0.1 for t in texts]
+
+    result = captioner(captioner.encode_image(noise_image()), torch.full((4, 4), 1 / 16), 0, every_other_passes)
+    assert result.captions == [f"caption {n:03d}" for n in range(0, 16, 2)]
+    # Round 2 draws the 4 missing over the pass rate (one half): 8, never more than N per round.
+    assert requested == [8, 8] and result.rounds == 2
+    # Caption 015 comes after the 8th kept one: not needed, so not counted as filtered out.
+    assert (result.generated, result.filtered_out) == (16, 7) and sum(map(len, scorer_calls)) == 16
+    # Without a scorer the threshold is not applied.
+    assert captioner(captioner.encode_image(noise_image()), torch.full((4, 4), 1 / 16), 0).filtered_out == 0
+
+
+def test_filter_rounds_are_bounded_and_keep_the_best_when_none_pass(captioner_config, monkeypatch) -> None:
+    config = dataclasses.replace(captioner_config, filter_threshold=0.5, max_top_up_rounds=2)
+    captioner = PatchCaptioner(config)
+    requested = _numbered_captions(monkeypatch, captioner)
+    # All fail; caption 005 scores highest.
+    scores = lambda texts: [0.4 if t == "caption 005" else 0.1 for t in texts]  # noqa: E731
+    result = captioner(captioner.encode_image(noise_image()), torch.full((4, 4), 1 / 16), 0, scores)
+    assert result.rounds == 3 and requested == [8, 8, 8]
+    assert result.captions == ["caption 005"] and len(result.patch_indices) == 1
+    assert (result.generated, result.filtered_out) == (24, 23)  # the one kept back is not counted as removed
+
+
+def test_a_caption_contained_in_a_kept_one_is_dropped(captioner_config, monkeypatch) -> None:
+    captioner = PatchCaptioner(captioner_config)  # N = 8
+    script = iter([
+        ["a man riding a bike", "a man riding", "man", "a man riding a bike down the street",
+         "a dog", "A DOG", "dog", "a cat"],
+        ["a red car", "", "a red", "a bus"],
+        ["a tree", "a cat on a mat"],
+    ])
+    monkeypatch.setattr(captioner, "_generate", lambda features, patches, generator: next(script)[: patches.shape[0]])
+    result = captioner(captioner.encode_image(noise_image()), torch.full((4, 4), 1 / 16), seed=0)
+    # LAVIS's rule: a new caption that is a substring of a kept one is rejected; a longer one is kept.
+    assert result.captions == [
+        "a man riding a bike", "a man riding a bike down the street", "a dog", "a cat", "a red car", "a bus",
+        "a tree", "a cat on a mat",
+    ]
+
+
+def _decoded(monkeypatch, captioner) -> list[torch.Tensor]:
+    """Record the token ids the captioner's decoder returns."""
+    outputs: list[torch.Tensor] = []
+    generate = captioner.model.text_decoder.generate
+
+    def recording(*args, **kwargs):
+        outputs.append(generate(*args, **kwargs))
+        return outputs[-1]
+
+    monkeypatch.setattr(captioner.model.text_decoder, "generate", recording)
+    return outputs
+
+
+def test_caption_lengths_count_the_prompt(captioner_config, monkeypatch) -> None:
+    config = dataclasses.replace(captioner_config, relevance="full", decoding="greedy", num_captions=1)
+    assert (config.min_length, config.max_length) == (7, 12)
+    captioner = PatchCaptioner(config)
+    assert captioner.prompt_ids.shape[1] == 4  # [DEC] a picture of
+    features = captioner.encode_image(noise_image())
+    outputs = _decoded(monkeypatch, captioner)
+    captioner(features, None, seed=0)
+    assert outputs[-1].shape[1] == 12  # no end token sampled: max_length tokens in all, the prompt included
+    with torch.no_grad():  # make the end token the most likely everywhere: it comes as soon as allowed
+        captioner.model.text_decoder.cls.predictions.bias[captioner.eos_token_id] += 1e4
+    captioner(features, None, seed=0)
+    assert outputs[-1][0].tolist().index(captioner.eos_token_id) == 7  # min_length tokens before it, prompt included
+    with pytest.raises(InputError, match="must exceed"):
+        PatchCaptioner(dataclasses.replace(config, min_length=2, max_length=4))
+
+
+@pytest.mark.parametrize("decoding", ["greedy", "beam"])
+def test_deterministic_decoding_ignores_the_seed(decoding: str, captioner_config) -> None:
+    config = dataclasses.replace(captioner_config, relevance="full", num_captions=1, decoding=decoding)
+    captioner = PatchCaptioner(config)
+    features = captioner.encode_image(noise_image())
+    captions = [captioner(features, None, seed).captions for seed in range(3)]
+    assert len(captions[0]) == 1 and captions[0] == captions[1] == captions[2]
+    sampled = PatchCaptioner(dataclasses.replace(config, decoding="sample"))
+    assert sampled(features, None, 0).captions != sampled(features, None, 1).captions
+
+
+def test_pica_preset_captions_with_beam_search() -> None:
+    captioner = preset("pica").captioner
+    assert (captioner.decoding, captioner.num_beams, captioner.num_captions) == ("beam", 3, 1)
+    with pytest.raises(InputError, match="gives one caption"):
+        preset("pica").with_overrides({"captioner.num_captions": "5"})
+    with pytest.raises(InputError, match="captioner.decoding must be one of"):
+        preset("tiny").with_overrides({"captioner.decoding": "nucleus"})
+
+
+def _text_encoder_ids(matcher: ImageQuestionMatcher) -> tuple[list[torch.Tensor], torch.utils.hooks.RemovableHandle]:
+    seen: list[torch.Tensor] = []
+    hook = lambda module, args, kwargs: seen.append(kwargs["input_ids"].clone())  # noqa: E731
+    return seen, matcher.model.text_encoder.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+def test_itm_text_starts_with_enc_token(matcher: ImageQuestionMatcher) -> None:
+    tokenizer = matcher.processor.tokenizer
+    enc = tokenizer.convert_tokens_to_ids("[ENC]")
+    assert enc == 30523 and enc != tokenizer.unk_token_id  # BLIP's vocabulary: BERT, [DEC] 30522, [ENC] 30523
+    features = matcher.encode_image(noise_image())
+    seen, handle = _text_encoder_ids(matcher)
+    try:
+        with_enc = matcher(features, QUESTIONS)
+        matcher.match_probabilities(features, ["a man on a bike"])
+        cls_matcher = ImageQuestionMatcher(dataclasses.replace(matcher.config, enc_token=False))
+        handle.remove()
+        seen_cls, handle = _text_encoder_ids(cls_matcher)
+        with_cls = cls_matcher(cls_matcher.encode_image(noise_image()), QUESTIONS)
+    finally:
+        handle.remove()
+    assert len(seen) == 2 and all(ids[:, 0].eq(enc).all() for ids in seen)  # GradCAM / ITM, caption scores
+    assert seen_cls and all(ids[:, 0].eq(tokenizer.cls_token_id).all() for ids in seen_cls)
+    assert torch.equal(seen[0][:, 1:], seen_cls[0][:, 1:])  # only the first token differs
+    assert with_enc[0].itm_score != pytest.approx(with_cls[0].itm_score, abs=1e-6)
+
+
+def test_enc_token_id_falls_back_to_the_one_after_dec() -> None:
+    unknown = SimpleNamespace(convert_tokens_to_ids=lambda token: 100, unk_token_id=100)
+    assert enc_token_id(unknown, SimpleNamespace(bos_token_id=30522, vocab_size=30524)) == 30523
+    with pytest.raises(ModelLoadError, match="no \\[ENC\\] token"):
+        enc_token_id(unknown, SimpleNamespace(bos_token_id=30522, vocab_size=30523))
+
+
+def test_question_mark_stripped_before_itm(matcher: ImageQuestionMatcher) -> None:
+    question_mark = matcher.processor.tokenizer.convert_tokens_to_ids("?")
+    features = matcher.encode_image(noise_image())
+    questions = ["is it red?", "?? what is this ??", "what? and why"]
+    seen, handle = _text_encoder_ids(matcher)
+    try:
+        results = matcher(features, questions)
+        keeping = ImageQuestionMatcher(dataclasses.replace(matcher.config, strip_question_mark=False))
+        handle.remove()
+        seen_kept, handle = _text_encoder_ids(keeping)
+        keeping(features, questions)
+    finally:
+        handle.remove()
+    tokenizer = matcher.processor.tokenizer
+    stripped = [tokenizer.decode(row, skip_special_tokens=True) for row in seen[0]]
+    assert stripped == ["is it red", "what is this", "what? and why"]  # str.strip("?"): the ends only, as LAVIS
+    assert [r.question for r in results] == questions
+    assert int(seen_kept[0].eq(question_mark).sum()) == 6
+
+
+def test_vision_layer_norms_carry_the_configured_eps() -> None:
+    def eps_values(model) -> set[float]:
+        return {m.eps for m in model.vision_model.modules() if isinstance(m, torch.nn.LayerNorm)}
+
+    pipeline = Pipeline(preset("tiny"))
+    assert pipeline.config.vision_layer_norm_eps == 1e-6  # LAVIS's ViT
+    for model in (pipeline.matcher.model, pipeline.captioner.model):
+        assert eps_values(model) == {1e-6} and model.config.vision_config.layer_norm_eps == 1e-6
+    kept = Pipeline(preset("tiny").with_overrides({"vision_layer_norm_eps": "none"}))
+    for model in (kept.matcher.model, kept.captioner.model):
+        assert eps_values(model) == {1e-5}  # the checkpoint's own (BlipVisionConfig's default)
+    assert len([m for m in pipeline.matcher.model.vision_model.modules() if isinstance(m, torch.nn.LayerNorm)]) == 5
+    with pytest.raises(InputError, match="vision_layer_norm_eps must be positive"):
+        preset("tiny").with_overrides({"vision_layer_norm_eps": "0"})
 
 
 def test_image_features_computed_once_per_image(monkeypatch) -> None:

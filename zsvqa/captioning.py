@@ -1,72 +1,122 @@
 """Question-guided captioning (PNP-VQA): for each caption, K image patches are sampled with probability
 proportional to their relevance, and the BLIP captioner's text decoder writes a caption seeing only those
-patch embeddings. Captions are sampled in batches; duplicates are dropped and only the missing ones are
-generated again."""
+patch embeddings. Captions are generated in batches; as in LAVIS, a caption contained in one already kept is
+dropped (and with Img2LLM's filter, one whose ITM score is too low), and generation goes on for the missing
+ones, for a bounded number of rounds."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from zsvqa.config import CaptionerConfig
-from zsvqa.matching import ImageFeatures, encode_image
-from zsvqa.models import load_frozen
+from zsvqa.config import CaptionerConfig, PipelineConfig
+from zsvqa.errors import InputError
+from zsvqa.matching import ImageFeatures, encode_image, load_blip
+
+# Texts -> the ITM match probability of each with the image (built by the pipeline from the matcher).
+Scorer = Callable[[list[str]], list[float]]
 
 
 @dataclass
 class CaptionSet:
-    captions: list[str]  # unique captions, at most N
+    captions: list[str]  # kept captions, at most N
     patch_indices: list[list[int]] = field(default_factory=list)  # the patches each caption saw ([] = all)
-    generated: int = 0  # captions decoded in all, duplicates included
+    generated: int = 0  # captions decoded in all, duplicates and filtered ones included
+    filtered_out: int = 0  # decoded captions dropped for an ITM score under the threshold
     rounds: int = 0  # generation rounds (1 + top-up rounds)
 
 
 class PatchCaptioner:
     """(image features, patch relevance) -> N diverse captions, each conditioned on its own K sampled patches."""
 
-    def __init__(self, config: CaptionerConfig, device: str = "cpu", dtype: str = "float32") -> None:
-        from transformers import AutoProcessor, BlipForConditionalGeneration
+    def __init__(
+        self,
+        config: CaptionerConfig,
+        device: str = "cpu",
+        dtype: str = "float32",
+        vision_layer_norm_eps: float | None = PipelineConfig.vision_layer_norm_eps,
+    ) -> None:
+        from transformers import BlipForConditionalGeneration
 
         self.config = config
         self.device = device
-        self.model, self.processor = load_frozen(
-            BlipForConditionalGeneration, config.model, "captioner", "--captioner-model", device,
-            preprocessor_cls=AutoProcessor, dtype=dtype,
+        self.model, self.processor = load_blip(
+            BlipForConditionalGeneration, config.model, "captioner", "--captioner-model", device, dtype,
+            vision_layer_norm_eps,
         )
         text_config = self.model.config.text_config
         prompt_ids = self.processor.tokenizer(config.prompt, return_tensors="pt").input_ids
         # BLIP's decoder starts from its bos token in place of [CLS], and the prompt has no closing [SEP].
         prompt_ids[:, 0] = text_config.bos_token_id
         self.prompt_ids = prompt_ids[:, :-1].to(device)
+        if config.max_length <= self.prompt_ids.shape[1]:
+            raise InputError(
+                f"captioner.max_length ({config.max_length}) counts the prompt's {self.prompt_ids.shape[1]} tokens "
+                "and must exceed them"
+            )
         self.eos_token_id = text_config.sep_token_id
         self.pad_token_id = text_config.pad_token_id
 
     def encode_image(self, image: Image.Image) -> ImageFeatures:
         return encode_image(self.model.vision_model, self.processor, image, self.device)
 
-    def __call__(self, features: ImageFeatures, relevance: torch.Tensor | None, seed: int) -> CaptionSet:
-        """N unique captions. `relevance` [rows, columns] is needed in "gradcam" mode and ignored otherwise."""
+    def __call__(
+        self, features: ImageFeatures, relevance: torch.Tensor | None, seed: int, scorer: Scorer | None = None
+    ) -> CaptionSet:
+        """Up to N distinct captions. `relevance` [rows, columns] is needed in "gradcam" mode and ignored otherwise.
+
+        With a `scorer` and a `filter_threshold` (Img2LLM), a caption is kept only if its score reaches the
+        threshold, and generation goes on until N pass or the rounds run out; if none passes, the best-scoring
+        caption is kept so the question never goes without context.
+        """
+        threshold = self.config.filter_threshold if scorer is not None else None
         probabilities = self._patch_probabilities(features, relevance)
         generator = torch.Generator().manual_seed(seed)
         result = CaptionSet([])
-        seen: set[str] = set()
-        while len(result.captions) < self.config.num_captions and result.rounds <= self.config.max_top_up_rounds:
+        kept: list[str] = []  # lower-cased, for the containment test
+        best_rejected: tuple[float, str, list[int]] | None = None
+        while len(kept) < self.config.num_captions and result.rounds <= self.config.max_top_up_rounds:
             result.rounds += 1
-            missing = self.config.num_captions - len(result.captions)
-            for start in range(0, missing, self.config.batch_size):
-                count = min(self.config.batch_size, missing - start)
-                patches = self._sample_patches(probabilities, count, generator)
-                for caption, indices in zip(self._generate(features, patches, generator), patches.tolist()):
-                    result.generated += 1
+            count = self._round_size(result, threshold is not None)
+            for start in range(0, count, self.config.batch_size):
+                if len(kept) == self.config.num_captions:
+                    break
+                patches = self._sample_patches(probabilities, min(self.config.batch_size, count - start), generator)
+                captions = self._generate(features, patches, generator)
+                result.generated += len(captions)
+                scores = scorer(captions) if threshold is not None and scorer else [None] * len(captions)
+                for caption, indices, score in zip(captions, patches.tolist(), scores):
                     key = caption.lower()
-                    if caption and key not in seen:
-                        seen.add(key)
-                        result.captions.append(caption)
-                        result.patch_indices.append(indices if probabilities is not None else [])
+                    # As LAVIS: a caption contained in one already kept is dropped (the longer one stays).
+                    if len(kept) == self.config.num_captions or not caption or any(key in k for k in kept):
+                        continue
+                    if score is not None and score < threshold:
+                        result.filtered_out += 1
+                        if best_rejected is None or score > best_rejected[0]:
+                            best_rejected = (score, caption, indices)
+                        continue
+                    kept.append(key)
+                    result.captions.append(caption)
+                    result.patch_indices.append(indices if probabilities is not None else [])
+        if not result.captions and best_rejected is not None:
+            result.captions.append(best_rejected[1])
+            result.patch_indices.append(best_rejected[2] if probabilities is not None else [])
+            result.filtered_out -= 1
         return result
+
+    def _round_size(self, result: CaptionSet, filtering: bool) -> int:
+        """The missing captions; with the filter, scaled up by the share of decoded captions kept so far (at most
+        N, what LAVIS decodes every round), so a low pass rate needs few rounds."""
+        missing = self.config.num_captions - len(result.captions)
+        if not filtering or result.generated == 0:
+            return missing
+        kept_share = max(len(result.captions), 1) / result.generated
+        return min(self.config.num_captions, math.ceil(missing / kept_share))
 
     def _patch_probabilities(self, features: ImageFeatures, relevance: torch.Tensor | None) -> torch.Tensor | None:
         mode = self.config.relevance
@@ -90,7 +140,8 @@ class PatchCaptioner:
         if probabilities is None:
             return torch.empty(count, 0, dtype=torch.long)
         k = min(self.config.num_patches, probabilities.numel())
-        return torch.multinomial(probabilities.expand(count, -1), k, replacement=False, generator=generator)
+        patches = torch.multinomial(probabilities.expand(count, -1), k, replacement=False, generator=generator)
+        return patches.sort(dim=1).values  # in image order, as LAVIS (cross-attention does not depend on the order)
 
     @torch.no_grad()
     def _generate(self, features: ImageFeatures, patches: torch.Tensor, generator: torch.Generator) -> list[str]:
@@ -99,6 +150,11 @@ class PatchCaptioner:
             states = features.embeds.expand(count, -1, -1)
         else:
             states = features.embeds[0, 1:][patches.to(self.device)]  # [count, K, hidden], no [CLS]
+        config, prompt_length = self.config, self.prompt_ids.shape[1]
+        if config.decoding == "sample":
+            decoding = {"do_sample": True, "top_k": config.top_k}
+        else:
+            decoding = {"do_sample": False, "num_beams": config.num_beams if config.decoding == "beam" else 1}
         # Top-k sampling draws from torch's global generator; seed it from ours and restore it afterwards.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
@@ -108,10 +164,10 @@ class PatchCaptioner:
                 encoder_attention_mask=torch.ones(states.shape[:2], dtype=torch.long, device=self.device),
                 eos_token_id=self.eos_token_id,
                 pad_token_id=self.pad_token_id,
-                do_sample=True,
-                top_k=self.config.top_k,
-                min_new_tokens=self.config.min_length,
-                max_new_tokens=self.config.max_length,
+                # The lengths count the prompt, as LAVIS's min_length / max_length do.
+                min_new_tokens=max(0, config.min_length - prompt_length),
+                max_new_tokens=config.max_length - prompt_length,
+                **decoding,
             )
         texts = self.processor.tokenizer.batch_decode(output[:, self.prompt_ids.shape[1] :], skip_special_tokens=True)
         return [" ".join(text.split()) for text in texts]

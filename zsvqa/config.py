@@ -22,6 +22,7 @@ CANDIDATE_EXTRACTIONS = ("img2llm", "filtered")
 QG_CONTEXTS = ("all", "mention")
 ANSWER_SELECTIONS = ("generate", "score", "calibrated")
 EXEMPLAR_ANSWERS = ("first", "most_common")
+CAPTION_DECODINGS = ("sample", "greedy", "beam")
 
 
 @dataclass
@@ -32,6 +33,11 @@ class MatcherConfig:
     # PNP-VQA reads the cross-attention of text-encoder block 7 (zero-based).
     gradcam_layer: int = 7
     batch_size: int = 16
+    # BLIP's ITM was trained with [ENC] in place of [CLS] at position 0, and LAVIS feeds it so for GradCAM and
+    # ITM scores; False feeds [CLS], as Hugging Face's BlipForImageTextRetrieval does.
+    enc_token: bool = True
+    # LAVIS removes "?" from both ends of the question (str.strip("?")) before GradCAM and the ITM score.
+    strip_question_mark: bool = True
 
 
 @dataclass
@@ -42,14 +48,19 @@ class CaptionerConfig:
     relevance: str = "gradcam"  # one of RELEVANCE_MODES
     num_patches: int = 20  # K
     num_captions: int = 100  # N
-    top_k: int = 50
+    # One of CAPTION_DECODINGS: top-k sampling (PNP-VQA, Img2LLM), or deterministic greedy / beam search.
+    decoding: str = "sample"
+    top_k: int = 50  # sample decoding
+    num_beams: int = 3  # beam decoding; LAVIS's BLIP captioner uses 3
+    # Caption length in tokens INCLUDING the prompt ([DEC] a picture of = 4 tokens), as LAVIS passes them to
+    # generate: 10 and 20 give captions of 6 to 16 new tokens.
     min_length: int = 10
     max_length: int = 20
     prompt: str = "a picture of "
     batch_size: int = 50
-    # Rounds of top-up generation for captions lost to de-duplication.
+    # Rounds of top-up generation for captions lost to de-duplication or the filter (LAVIS loops unbounded).
     max_top_up_rounds: int = 5
-    # Img2LLM keeps captions whose ITM match probability is at least this; None keeps all.
+    # Img2LLM keeps sampling until N captions have an ITM match probability of at least this; None keeps all.
     filter_threshold: float | None = None
 
 
@@ -146,6 +157,9 @@ class PipelineConfig:
     # with AMX or AVX512-BF16, and on GPUs).
     dtype: str = "float32"
     seed: int = 0
+    # LayerNorm epsilon of every BLIP vision transformer loaded: LAVIS's ViT uses 1e-6, while the Hugging Face
+    # BLIP checkpoints carry BlipVisionConfig's default 1e-5. None keeps the checkpoint's value.
+    vision_layer_norm_eps: float | None = 1e-6
 
     def validate(self) -> PipelineConfig:
         checks = [
@@ -158,6 +172,7 @@ class PipelineConfig:
             (self.question_gen.context, QG_CONTEXTS, "question_gen.context"),
             (self.answerer.selection, ANSWER_SELECTIONS, "answerer.selection"),
             (self.retrieval.exemplar_answer, EXEMPLAR_ANSWERS, "retrieval.exemplar_answer"),
+            (self.captioner.decoding, CAPTION_DECODINGS, "captioner.decoding"),
         ]
         checks.append((self.dtype, ("float32", "bfloat16", "float16"), "dtype"))
         for value, allowed, name in checks:
@@ -166,6 +181,7 @@ class PipelineConfig:
         for value, name in [
             (self.captioner.num_patches, "captioner.num_patches"),
             (self.captioner.num_captions, "captioner.num_captions"),
+            (self.captioner.num_beams, "captioner.num_beams"),
             (self.answerer.max_new_tokens, "answerer.max_new_tokens"),
             (self.retrieval.n_shot, "retrieval.n_shot"),
             (self.retrieval.n_ensemble, "retrieval.n_ensemble"),
@@ -174,6 +190,18 @@ class PipelineConfig:
                 raise InputError(f"{name} must be at least 1; got {value}")
         if self.answerer.selection != "generate" and self.answerer.kind != "causal":
             raise InputError(f"answerer.selection {self.answerer.selection!r} needs a causal answerer (answerer.kind)")
+        captioner = self.captioner
+        if captioner.min_length > captioner.max_length:
+            raise InputError(
+                f"captioner.min_length ({captioner.min_length}) exceeds captioner.max_length ({captioner.max_length})"
+            )
+        if captioner.decoding != "sample" and captioner.relevance == "full" and captioner.num_captions > 1:
+            raise InputError(
+                f"captioner.decoding {captioner.decoding!r} of the whole image gives one caption; "
+                "set captioner.num_captions to 1, or use sample decoding or patch relevance"
+            )
+        if self.vision_layer_norm_eps is not None and not self.vision_layer_norm_eps > 0:
+            raise InputError(f"vision_layer_norm_eps must be positive or none; got {self.vision_layer_norm_eps}")
         if self.answerer.kind == "fid" and self.prompt.style != "unifiedqa":
             raise InputError("answerer.kind 'fid' needs prompt.style 'unifiedqa' (one passage per caption)")
         return self
@@ -242,10 +270,13 @@ def _pnp_vqa() -> PipelineConfig:
 
 
 def _img2llm() -> PipelineConfig:
+    # LAVIS img2prompt_vqa.py / CR-Gjx/Img2Prompt: answers extracted by its rules, T5 questions over all captions,
+    # its prompt bytes (prompts/img2llm.txt) with the three yes/no exemplars first (VQAv2; off for OK-VQA).
     return PipelineConfig(
         name="img2llm",
         captioner=CaptionerConfig(filter_threshold=0.5),
-        question_gen=QuestionGenConfig(backend="t5"),
+        candidates=CandidateConfig(extraction="img2llm"),
+        question_gen=QuestionGenConfig(backend="t5", context="all"),
         answerer=AnswererConfig(model="facebook/opt-6.7b", max_prompt_tokens=None),
     )
 
@@ -255,10 +286,14 @@ def _pica() -> PipelineConfig:
     # --n_shot 16 --n_ensemble 5): one global caption per image; 16 training examples per prompt ranked by CLIP
     # ViT-B/16 question + image similarity, each with its first annotator's answer; five prompts, the answer
     # with the highest summed log-probability wins; at most 5 answer tokens.
+    # The caption: beam search with the defaults of LAVIS's BLIP captioner (3 beams, 10 to 30 tokens with the
+    # prompt), so it does not depend on the seed; beam, not greedy, as BLIP captions were produced and evaluated.
     clip = "sentence-transformers/clip-ViT-B-16"
     return PipelineConfig(
         name="pica",
-        captioner=CaptionerConfig(relevance="full", num_captions=1),
+        captioner=CaptionerConfig(
+            relevance="full", num_captions=1, decoding="beam", num_beams=3, min_length=10, max_length=30
+        ),
         question_gen=QuestionGenConfig(backend="none"),
         prompt=PromptConfig(style="pica", exemplars="retrieved", num_captions=1),
         retrieval=RetrievalConfig(
@@ -279,7 +314,8 @@ def _tiny() -> PipelineConfig:
         name="tiny",
         matcher=MatcherConfig(model="tiny:blip-itm", gradcam_layer=0),
         captioner=CaptionerConfig(
-            model="tiny:blip-captioner", num_patches=4, num_captions=8, min_length=3, max_length=8, batch_size=8
+            # 3 to 8 new tokens after the 4-token prompt.
+            model="tiny:blip-captioner", num_patches=4, num_captions=8, min_length=7, max_length=12, batch_size=8
         ),
         question_gen=QuestionGenConfig(model="tiny:t5", max_new_tokens=8),
         prompt=PromptConfig(num_captions=8, num_exemplars=8),

@@ -17,9 +17,12 @@ from typing import Any, Callable
 import torch
 from PIL import Image
 
-from zsvqa.config import MatcherConfig
-from zsvqa.errors import InputError
+from zsvqa.config import MatcherConfig, PipelineConfig
+from zsvqa.errors import InputError, ModelLoadError
 from zsvqa.models import load_frozen
+
+# LAVIS's BlipITM truncates texts to this many tokens (max_txt_len).
+MAX_TEXT_TOKENS = 35
 
 
 @dataclass
@@ -40,6 +43,34 @@ class MatchResult:
 def patch_grid(vision_config: Any) -> tuple[int, int]:
     side = vision_config.image_size // vision_config.patch_size
     return side, side
+
+
+def load_blip(
+    cls: Any, name: str, role: str, option: str, device: str, dtype: str, vision_layer_norm_eps: float | None
+) -> tuple[Any, Any]:
+    """A frozen BLIP model and its processor; the vision transformer's LayerNorms get `vision_layer_norm_eps`
+    (None keeps the checkpoint's). Every BLIP model zsvqa loads comes through here."""
+    from transformers import AutoProcessor
+
+    model, processor = load_frozen(cls, name, role, option, device, preprocessor_cls=AutoProcessor, dtype=dtype)
+    if vision_layer_norm_eps is not None:
+        model.config.vision_config.layer_norm_eps = vision_layer_norm_eps
+        for module in model.vision_model.modules():
+            if isinstance(module, torch.nn.LayerNorm):
+                module.eps = vision_layer_norm_eps
+    return model, processor
+
+
+def enc_token_id(tokenizer: Any, text_config: Any) -> int:
+    """The id of BLIP's [ENC] token. BLIP's text vocabulary is bert-base-uncased, then [DEC] (the decoder's bos),
+    then [ENC]; a tokenizer that does not list [ENC] still has it right after [DEC]."""
+    token_id = tokenizer.convert_tokens_to_ids("[ENC]")
+    if token_id is not None and token_id != tokenizer.unk_token_id:
+        return int(token_id)
+    token_id = text_config.bos_token_id + 1
+    if token_id >= text_config.vocab_size:
+        raise ModelLoadError("the image-text matching model's vocabulary has no [ENC] token; set matcher.enc_token off")
+    return token_id
 
 
 def encode_image(vision_model: Any, processor: Any, image: Image.Image, device: str) -> ImageFeatures:
@@ -73,18 +104,26 @@ def normalize_relevance(cam: torch.Tensor) -> torch.Tensor:
 class ImageQuestionMatcher:
     """BLIP ITM: match scores and GradCAM patch relevance for questions about one image."""
 
-    def __init__(self, config: MatcherConfig, device: str = "cpu", dtype: str = "float32") -> None:
-        from transformers import AutoProcessor, BlipForImageTextRetrieval
+    def __init__(
+        self,
+        config: MatcherConfig,
+        device: str = "cpu",
+        dtype: str = "float32",
+        vision_layer_norm_eps: float | None = PipelineConfig.vision_layer_norm_eps,
+    ) -> None:
+        from transformers import BlipForImageTextRetrieval
 
         self.config = config
         self.device = device
-        self.model, self.processor = load_frozen(
-            BlipForImageTextRetrieval, config.model, "image-text matching", "--itm-model", device,
-            preprocessor_cls=AutoProcessor, dtype=dtype,
+        self.model, self.processor = load_blip(
+            BlipForImageTextRetrieval, config.model, "image-text matching", "--itm-model", device, dtype,
+            vision_layer_norm_eps,
         )
         layers = len(self.model.text_encoder.encoder.layer)
         if not 0 <= config.gradcam_layer < layers:
             raise InputError(f"matcher.gradcam_layer must be in 0..{layers - 1}; got {config.gradcam_layer}")
+        text_config = self.model.config.text_config
+        self.first_token_id = enc_token_id(self.processor.tokenizer, text_config) if config.enc_token else None
 
     def encode_image(self, image: Image.Image) -> ImageFeatures:
         return encode_image(self.model.vision_model, self.processor, image, self.device)
@@ -110,10 +149,17 @@ class ImageQuestionMatcher:
             scores += logits.softmax(-1)[:, 1].tolist()
         return scores
 
+    def _tokenize_questions(self, questions: list[str]) -> Any:
+        return self._tokenize([q.strip("?") if self.config.strip_question_mark else q for q in questions])
+
     def _tokenize(self, texts: list[str]) -> Any:
-        return self.processor.tokenizer(
-            texts, padding=True, truncation=True, max_length=64, return_tensors="pt", return_special_tokens_mask=True
-        ).to(self.device)
+        tokens = self.processor.tokenizer(
+            texts, padding=True, truncation=True, max_length=MAX_TEXT_TOKENS, return_tensors="pt",
+            return_special_tokens_mask=True,
+        )
+        if self.first_token_id is not None:
+            tokens["input_ids"][:, 0] = self.first_token_id  # [ENC] in place of [CLS], as BLIP's ITM was trained
+        return tokens.to(self.device)
 
     def _itm_logits(self, features: ImageFeatures, tokens: Any) -> torch.Tensor:
         # The image states keep batch size one: cross-attention broadcasts them over the texts, so the keys and
@@ -127,7 +173,7 @@ class ImageQuestionMatcher:
         return self.model.itm_head(hidden[:, 0, :]).float()
 
     def _gradcam(self, features: ImageFeatures, questions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        tokens = self._tokenize(questions)
+        tokens = self._tokenize_questions(questions)
         captured: dict[str, torch.Tensor] = {}
 
         def make_leaf(attention: torch.Tensor) -> torch.Tensor:
@@ -170,7 +216,7 @@ def full_backward_gradcam(matcher: ImageQuestionMatcher, image: Image.Image, que
     Returns unnormalized [questions, rows, columns] maps; for tests and benchmarks only.
     """
     model = matcher.model
-    tokens = matcher._tokenize(questions)
+    tokens = matcher._tokenize_questions(questions)
     pixel_values = matcher.processor(images=[image] * len(questions), return_tensors="pt").pixel_values
     captured: dict[str, torch.Tensor] = {}
 

@@ -64,8 +64,8 @@ class QuestionCaptions:
     captions: list[str]
     itm_score: float | None = None
     relevance: list[list[float]] | None = None  # [rows][columns], sums to one
-    generated: int = 0  # captions decoded, duplicates included
-    filtered_out: int = 0  # captions the ITM filter removed
+    generated: int = 0  # captions decoded, duplicates and filtered ones included
+    filtered_out: int = 0  # decoded captions the ITM filter rejected
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -118,11 +118,15 @@ class Pipeline:
 
     @functools.cached_property
     def matcher(self) -> ImageQuestionMatcher:
-        return ImageQuestionMatcher(self.config.matcher, self.config.device, self.config.dtype)
+        return ImageQuestionMatcher(
+            self.config.matcher, self.config.device, self.config.dtype, self.config.vision_layer_norm_eps
+        )
 
     @functools.cached_property
     def captioner(self) -> PatchCaptioner:
-        return PatchCaptioner(self.config.captioner, self.config.device, self.config.dtype)
+        return PatchCaptioner(
+            self.config.captioner, self.config.device, self.config.dtype, self.config.vision_layer_norm_eps
+        )
 
     @functools.cached_property
     def answerer(self) -> Answerer:
@@ -194,6 +198,7 @@ class Pipeline:
             "question": question,
             "matcher": dataclasses.asdict(self.config.matcher) if uses_matcher else None,
             "captioner": dataclasses.asdict(captioner),
+            "vision_layer_norm_eps": self.config.vision_layer_norm_eps,
             "seed": self.config.seed,
         }
 
@@ -215,23 +220,25 @@ class Pipeline:
         for question, match in zip(questions, matches):
             # Image-level work is shared: each question carries its part of it.
             timings = {stage: seconds / len(questions) for stage, seconds in shared.items()}
-            with timed(timings, "captioning"):
-                captions = self.captioner(caption_features, match.relevance if match else None, self._seed_for(question))
-            kept, filtered_out = captions.captions, 0
-            if captioner.filter_threshold is not None and kept:
+
+            def itm_scores(texts: list[str]) -> list[float]:  # Img2LLM's caption filter, applied by the captioner
                 with timed(timings, "caption_filter"):
-                    scores = self.matcher.match_probabilities(match_features, kept)
-                    passing = [c for c, p in zip(kept, scores) if p >= captioner.filter_threshold]
-                    # Never leave the question without context: keep the best caption if none pass.
-                    kept, filtered_out = passing or [kept[scores.index(max(scores))]], len(kept) - len(passing)
+                    return self.matcher.match_probabilities(match_features, texts)
+
+            scorer = itm_scores if captioner.filter_threshold is not None else None
+            with timed(timings, "captioning"):
+                captions = self.captioner(
+                    caption_features, match.relevance if match else None, self._seed_for(question), scorer
+                )
+            timings["captioning"] -= timings.get("caption_filter", 0.0)  # the filter ran inside; reported apart
             results.append(
                 QuestionCaptions(
                     question=question,
-                    captions=kept,
+                    captions=captions.captions,
                     itm_score=match.itm_score if match else None,
                     relevance=match.relevance.tolist() if match else None,
                     generated=captions.generated,
-                    filtered_out=filtered_out,
+                    filtered_out=captions.filtered_out,
                     timings=timings,
                 )
             )
