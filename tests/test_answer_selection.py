@@ -13,7 +13,7 @@ from zsvqa.config import AnswererConfig, PromptConfig, QuestionGenConfig
 from zsvqa.errors import InputError
 from zsvqa.normalize import clean_answer, clean_caption
 from zsvqa.pipeline import Pipeline
-from zsvqa.prompting import Prompt, PromptBuilder
+from zsvqa.prompting import Prompt, PromptBuilder, QAExemplar
 from zsvqa.question_generation import QuestionGenerator
 
 
@@ -67,7 +67,7 @@ class ScriptedLM:
         self.table = table
         self.calls: list[str] = []
 
-    def score(self, prompt: str, continuations: list[str]) -> list[float]:
+    def score(self, prompt: str, continuations: list[str], shared_prefix: int = 0) -> list[float]:
         self.calls.append(prompt)
         kind = "free" if "N/A" in prompt else "image"
         return [self.table[(kind, c)] for c in continuations]
@@ -94,7 +94,7 @@ def test_number_forms_share_probability() -> None:
     written = {" 2\n": 0.2, " two\n": 0.3, " 3\n": 0.4, " three\n": 1e-9}
 
     class Numbers:
-        def score(self, prompt: str, continuations: list[str]) -> list[float]:
+        def score(self, prompt: str, continuations: list[str], shared_prefix: int = 0) -> list[float]:
             return [math.log(written.get(c, 1e-12)) for c in continuations]
 
     answer = Answerer(Numbers(), "score")(Prompt("p", [], [], []), "how many dogs?", [])  # type: ignore[arg-type]
@@ -170,3 +170,26 @@ def test_t5_input_format_and_context() -> None:
         assert seen[0] == f"answer: bike  context: {expected_context}."
         yes_context = CAPTIONS[0] if context == "mention" else ". ".join(CAPTIONS)
         assert seen[1] == f"answer: yes  context: {yes_context}." and len(seen) == 2
+
+
+def test_shared_prefix_is_encoded_once_and_changes_nothing(causal: FrozenLM) -> None:
+    builder = PromptBuilder(PromptConfig(template="img2llm_readable"))
+    exemplars = [QAExemplar("what is the man riding?", "bicycle")]
+    prompts = [builder(q, CAPTIONS, exemplars) for q in ("what color is it?", "is it red?", "how many cars?")]
+    assert all(p.text[: p.shared_prefix] == prompts[0].text[: prompts[0].shared_prefix] for p in prompts)
+    assert prompts[0].text[prompts[0].shared_prefix :] == "Question: What color is it?\nAnswer:"
+    heads = []
+    original = causal._head_cache
+    causal._head, causal._head_cache = None, lambda head: heads.append(head) or original(head)  # type: ignore[method-assign]
+    computed = []
+    try:
+        for prompt in prompts:
+            computed.append(causal._head[1] if causal._head else None)
+            assert causal.score(prompt.text, [" red\n", " no\n"], prompt.shared_prefix) == pytest.approx(
+                causal.score(prompt.text, [" red\n", " no\n"]), abs=1e-4
+            )
+            assert causal.generate_one(prompt.text, prompt.shared_prefix).text == causal.generate([prompt.text])[0].text
+    finally:
+        del causal._head_cache
+    assert len(heads) == 6 and len(set(heads)) == 1  # one head for all prompts
+    assert computed[1] is computed[2] is causal._head[1]  # computed once, then copied

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -86,6 +87,7 @@ class FrozenLM:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         # Batched causal generation continues from the right end of each prompt.
         self.tokenizer.padding_side = "left" if config.kind == "causal" else "right"
+        self._head: tuple[tuple[int, ...], Any] | None = None  # see _encode
 
     @property
     def context_length(self) -> int:
@@ -101,12 +103,12 @@ class FrozenLM:
         return min(room, self.config.max_prompt_tokens or room)
 
     @torch.inference_mode()
-    def score(self, prompt: str, continuations: list[str]) -> list[float]:
-        """Log-likelihood of each continuation after the prompt (causal LMs). The prompt is encoded once and its
+    def score(self, prompt: str, continuations: list[str], shared_prefix: int = 0) -> list[float]:
+        """Log-likelihood of each continuation after the prompt (causal LMs). The prompt is encoded once (its
+        first `shared_prefix` characters once per run of prompts that share them, see `_encode`) and its
         key/value cache is shared by all continuations, which run as one right-padded batch."""
-        prompt_ids = self._tokenize([prompt])["input_ids"]
-        output = self.model(input_ids=prompt_ids, use_cache=True)
-        first = output.logits[0, -1].float().log_softmax(-1)
+        prompt_ids, cache, last_logits = self._encode(prompt, shared_prefix)
+        first = last_logits.float().log_softmax(-1)
         pieces = [self.tokenizer(c, add_special_tokens=False).input_ids for c in continuations]
         if any(not piece for piece in pieces):
             raise ValueError("cannot score an empty continuation")
@@ -114,7 +116,6 @@ class FrozenLM:
         width = max(len(piece) for piece in pieces)
         if width == 1:
             return totals
-        cache = output.past_key_values
         cache.batch_repeat_interleave(len(pieces))
         ids = torch.full((len(pieces), width), self.tokenizer.pad_token_id, dtype=torch.long, device=self.device)
         for row, piece in enumerate(pieces):
@@ -125,6 +126,43 @@ class FrozenLM:
         for row, piece in enumerate(pieces):
             totals[row] += sum(logprobs[row, step - 1, piece[step]].item() for step in range(1, len(piece)))
         return totals
+
+    @torch.inference_mode()
+    def generate_one(self, prompt: str, shared_prefix: int = 0) -> Generation:
+        """A greedy continuation of one prompt (causal), its shared prefix's key/value cache reused."""
+        prompt_ids, cache, _ = self._encode(prompt, shared_prefix, upto_last=True)
+        mask = torch.ones_like(prompt_ids)
+        return self._read(self._generate(None, input_ids=prompt_ids, attention_mask=mask, past_key_values=cache))[0]
+
+    def _encode(self, prompt: str, shared_prefix: int, upto_last: bool = False) -> tuple[torch.Tensor, Any, Any]:
+        """(prompt ids, key/value cache, logits at the last position) for a causal LM.
+
+        The question-independent head of a prompt (its first `shared_prefix` characters: instructions, captions,
+        exemplars) is the same for every question of an image; its cache is kept and copied, so only the
+        question's own tokens are encoded again. It is used only where tokenizing the head alone gives the
+        prompt's own first tokens, so the result equals encoding the whole prompt. With `upto_last` the cache
+        stops before the last prompt token, which `generate` then feeds itself.
+        """
+        prompt_ids = self._tokenize([prompt])["input_ids"]
+        ids = prompt_ids[0].tolist()
+        stop = len(ids) - 1 if upto_last else len(ids)
+        head = self.tokenizer(prompt[:shared_prefix]).input_ids if shared_prefix else []
+        while head and head[-1] in self.tokenizer.all_special_ids:  # a closing [SEP] belongs to the whole prompt
+            head.pop()
+        if not head or len(head) >= stop or ids[: len(head)] != head:
+            head = []
+        cache = self._head_cache(tuple(head)) if head else None
+        if len(head) == stop:
+            return prompt_ids, cache, None
+        output = self.model(input_ids=prompt_ids[:, len(head) : stop], past_key_values=cache, use_cache=True)
+        return prompt_ids, output.past_key_values, output.logits[0, -1]
+
+    def _head_cache(self, head: tuple[int, ...]) -> Any:
+        """A copy of the key/value cache of `head`, computed once for consecutive prompts that share it."""
+        if self._head is None or self._head[0] != head:
+            ids = torch.tensor([head], device=self.device)
+            self._head = (head, self.model(input_ids=ids, use_cache=True).past_key_values)
+        return copy.deepcopy(self._head[1])
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text).input_ids)
@@ -242,6 +280,8 @@ class Answerer:
             return self._choose(prompt, question, choices, content_free)
         if self.lm.config.kind == "fid":
             generation = self.lm.generate_fused(prompt.passages)
+        elif self.lm.config.kind == "causal":
+            generation = self.lm.generate_one(prompt.text, prompt.shared_prefix)
         else:
             generation = self.lm.generate([prompt.text])[0]
         return Answer(clean_answer(generation.text), generation.text, generation.logprob)
@@ -261,7 +301,9 @@ class Answerer:
     def _choice_scores(self, prompt: Prompt, choices: dict[str, list[str]]) -> dict[str, float]:
         """Each answer's log-likelihood, summed over the ways it may be written."""
         forms = [(answer, form) for answer, written in choices.items() for form in written]
-        values = self.lm.score(prompt.text, [f"{prompt.answer_prefix}{form}\n" for _, form in forms])
+        values = self.lm.score(
+            prompt.text, [f"{prompt.answer_prefix}{form}\n" for _, form in forms], prompt.shared_prefix
+        )
         per_answer: dict[str, list[float]] = {}
         for (answer, _), value in zip(forms, values):
             per_answer.setdefault(answer, []).append(value)

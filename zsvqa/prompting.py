@@ -44,6 +44,9 @@ class Prompt:
     # What the template puts between the final "Answer:" and an answer ("Answer: red" or "Answer:red"): a
     # scored answer continues the prompt the way the exemplars do, and ends with a newline.
     answer_prefix: str = " "
+    # The first characters that do not depend on the question (whole lines): the answerer encodes them once for
+    # all the questions that share them.
+    shared_prefix: int = 0
 
 
 _environment = jinja2.Environment(
@@ -163,7 +166,12 @@ class PromptBuilder:
             passages = [render_string(self.template, question=question, captions=g, exemplars=[]) for g in groups]
             return self._prompt("\n".join(passages), passages, captions, exemplars)
         text = render_string(self.template, question=question, captions=captions, exemplars=exemplars)
-        return self._prompt(text, [text], captions, exemplars)
+        prompt = self._prompt(text, [text], captions, exemplars)
+        # Two renderings with other questions agree up to where the question starts; keep whole lines of that.
+        other = render_string(self.template, question="\x00", captions=captions, exemplars=exemplars)
+        agree = len(os.path.commonprefix([text, other]))
+        prompt.shared_prefix = text.rfind("\n", 0, agree) + 1
+        return prompt
 
     def _prompt(self, text: str, passages: list[str], captions: list[str], exemplars: list[QAExemplar]) -> Prompt:
         return Prompt(text, passages, captions, exemplars, answer_prefix=self.answer_prefix)
