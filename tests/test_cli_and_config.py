@@ -22,7 +22,8 @@ def test_ask_json_with_tiny_preset(tmp_path) -> None:
     assert out.exit_code == 0, out.output
     data = json.loads(out.output)
     assert data["all_captions"] == ["a brown dog", "a dog on a couch", "a cat next to a dog"]
-    assert len(data["exemplars"]) == 2 and data["question"] == "what animal is it?"
+    # Two QA pairs (prompt.num_exemplars) after the three yes/no exemplars.
+    assert len(data["exemplars"]) == 3 + 2 and data["question"] == "what animal is it?"
 
 
 @pytest.mark.parametrize(

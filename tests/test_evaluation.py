@@ -127,7 +127,7 @@ def test_prompt_only_change_reuses_cached_captions(data, tmp_path, monkeypatch) 
     second = evaluate(changed, dataset, tmp_path / "b", cache_path=cache, progress=False)
     assert second.answered == 6 and not second.errors
     records = read_predictions(tmp_path / "b" / "predictions.jsonl").values()
-    assert all(r["num_exemplars"] <= 2 and r["num_captions"] <= 3 for r in records)
+    assert all(r["num_exemplars"] <= 3 + 2 and r["num_captions"] <= 3 for r in records)  # 3 yes/no + 2 pairs
     # A vision setting change is a cache miss: the captioner is needed again.
     with pytest.raises(AssertionError, match="vision work"):
         evaluate(changed.with_overrides({"captioner.num_patches": "3"}), dataset, tmp_path / "c", cache_path=cache, progress=False)
