@@ -24,6 +24,7 @@ from zsvqa.config import RetrievalConfig
 from zsvqa.data import VQAQuestion, index_images, most_common_answer
 from zsvqa.errors import InputError
 from zsvqa.images import load_image
+from zsvqa.normalize import clean_caption
 from zsvqa.prompting import QAExemplar
 
 log = logging.getLogger(__name__)
@@ -153,7 +154,9 @@ def training_examples(questions: list[VQAQuestion], captions: dict[int, list[str
     if questions and not questions[0].answers:
         raise InputError("indexing needs the training annotations (--annotations)")
     return [
-        TrainingExample(q.question_id, q.image_id, q.question, q.answers, ((captions or {}).get(q.image_id) or [""])[0])
+        TrainingExample(
+            q.question_id, q.image_id, q.question, q.answers, clean_caption(((captions or {}).get(q.image_id) or [""])[0])
+        )
         for q in questions
         if q.question.strip() and q.answers and q.answers[0].strip() and most_common_answer(q.answers).strip()
     ]
