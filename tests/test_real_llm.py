@@ -40,13 +40,18 @@ def test_llm_question_generator_with_gemma(pipeline: Pipeline) -> None:
     llm_pipeline = Pipeline(pipeline.config.with_overrides({"question_gen.backend": "llm", "prompt.num_exemplars": 3}))
     llm_pipeline.__dict__["lm"] = pipeline.lm  # share the loaded model
     result = llm_pipeline.answer("What color is the bicycle?", CAPTIONS[:2])
-    assert 0 < len(result.exemplars) <= 3
+    # Img2LLM's yes/no exemplars lead and are not counted in num_exemplars.
+    answers = [e.answer for e in result.exemplars]
+    assert answers[0] == "no" and answers[:3].count("no") == 2  # "yes" is there when the LLM wrote its question
+    generated = result.exemplars[3 if answers[1] == "yes" else 2:]
+    assert 0 < len(generated) <= 3
     assert all(e.question.endswith("?") for e in result.exemplars)
 
 
 def test_one_call_api_and_cli_json() -> None:
     result = ask("What is on the man's head?", CAPTIONS, prompt__num_exemplars=2)
-    assert len(result.exemplars) <= 2 and result.answer
+    assert result.answer and [e.answer for e in result.exemplars[:3]] == ["no", "yes", "no"]
+    assert 0 < len(result.exemplars) - 3 <= 2  # after the three yes/no exemplars
     out = CliRunner().invoke(main, ["ask", "-q", "What is the man riding?", "-c", CAPTIONS[0], "--json"])
     assert out.exit_code == 0, out.output
     data = json.loads(out.output)
