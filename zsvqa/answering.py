@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -122,7 +123,7 @@ class FrozenLM:
             ids[row, : len(piece)] = torch.tensor(piece)
         # Right padding: causal attention keeps every real token from seeing the padding after it.
         mask = torch.ones(len(pieces), prompt_ids.shape[1] + width, dtype=torch.long, device=self.device)
-        logprobs = self.model(input_ids=ids, attention_mask=mask, past_key_values=cache).logits.float().log_softmax(-1)
+        logprobs = self.model(input_ids=ids, attention_mask=mask, **self._with_cache(cache)).logits.float().log_softmax(-1)
         for row, piece in enumerate(pieces):
             totals[row] += sum(logprobs[row, step - 1, piece[step]].item() for step in range(1, len(piece)))
         return totals
@@ -132,7 +133,7 @@ class FrozenLM:
         """A greedy continuation of one prompt (causal), its shared prefix's key/value cache reused."""
         prompt_ids, cache, _ = self._encode(prompt, shared_prefix, upto_last=True)
         mask = torch.ones_like(prompt_ids)
-        return self._read(self._generate(None, input_ids=prompt_ids, attention_mask=mask, past_key_values=cache))[0]
+        return self._read(self._generate(None, input_ids=prompt_ids, attention_mask=mask, **self._with_cache(cache)))[0]
 
     def _encode(self, prompt: str, shared_prefix: int, upto_last: bool = False) -> tuple[torch.Tensor, Any, Any]:
         """(prompt ids, key/value cache, logits at the last position) for a causal LM.
@@ -154,15 +155,21 @@ class FrozenLM:
         cache = self._head_cache(tuple(head)) if head else None
         if len(head) == stop:
             return prompt_ids, cache, None
-        output = self.model(input_ids=prompt_ids[:, len(head) : stop], past_key_values=cache, use_cache=True)
-        return prompt_ids, output.past_key_values, output.logits[0, -1]
+        output = self.model(input_ids=prompt_ids[:, len(head) : stop], use_cache=True, **self._with_cache(cache))
+        return prompt_ids, _cache_of(output), output.logits[0, -1]
 
     def _head_cache(self, head: tuple[int, ...]) -> Any:
         """A copy of the key/value cache of `head`, computed once for consecutive prompts that share it."""
         if self._head is None or self._head[0] != head:
             ids = torch.tensor([head], device=self.device)
-            self._head = (head, self.model(input_ids=ids, use_cache=True).past_key_values)
+            self._head = (head, _cache_of(self.model(input_ids=ids, use_cache=True)))
         return copy.deepcopy(self._head[1])
+
+    def _with_cache(self, cache: Any) -> dict[str, Any]:
+        # transformers 5.2x renamed the argument past_key_values to cache (the old name warns); earlier 5.x
+        # releases know only the old name.
+        name = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+        return {name: cache}
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text).input_ids)
@@ -244,6 +251,11 @@ class FrozenLM:
             text = self.tokenizer.decode(kept, skip_special_tokens=True).split("\n", 1)[0].strip()
             generations.append(Generation(text, logprob if kept else -math.inf, len(kept)))
         return generations
+
+
+def _cache_of(output: Any) -> Any:
+    """The key/value cache a forward pass returned, under its new name or its old one."""
+    return output.cache if "cache" in output else output.past_key_values
 
 
 class _StopAtNewline:
