@@ -48,32 +48,99 @@ def test_fid_one_passage_equals_plain_seq2seq(fid: FrozenLM) -> None:
     assert fused.text == plain.text and fused.logprob == pytest.approx(plain.logprob, abs=1e-5)
 
 
-def test_fid_encodes_passages_separately_and_drops_padding(fid: FrozenLM) -> None:
-    passages = ["q? \\n a short caption", "q? \\n a much longer caption with many more words than the first"]
-    encoder = fid.model.get_encoder()
-    states = []
-    for passage in passages:  # each passage alone: no padding anywhere
-        ids = fid.tokenizer(passage, return_tensors="pt").input_ids
-        states.append(encoder(input_ids=ids).last_hidden_state)
-    manual = torch.cat(states, dim=1)
-    output = fid.model.generate(
-        encoder_outputs=BaseModelOutput(last_hidden_state=manual),
-        attention_mask=torch.ones(manual.shape[:2], dtype=torch.long),
-        max_new_tokens=6,
-        do_sample=False,
-    )
-    expected = fid.tokenizer.decode(output[0], skip_special_tokens=True).split("\n")[0].strip()
-    assert fid.generate_fused(passages).text == expected
-    # Passage order matters to the decoder only through the fused states, so swapping changes the input.
-    assert manual.shape[1] == sum(len(fid.tokenizer(p).input_ids) for p in passages)
+FID_PASSAGES = ["q? \\n a short caption", "q? \\n a much longer caption with many more words than the first"]
 
 
-def test_answerer_reads_passages_under_fid(fid: FrozenLM) -> None:
+def spy_generate(monkeypatch: pytest.MonkeyPatch, lm: FrozenLM) -> list[dict]:
+    """Record what FrozenLM hands to the model's `generate` (and what it got back), calling the real one."""
+    calls: list[dict] = []
+    real = lm.model.generate
+
+    def recording(**kwargs):  # type: ignore[no-untyped-def]
+        output = real(**kwargs)
+        calls.append({**kwargs, "output": output})
+        return output
+
+    monkeypatch.setattr(lm.model, "generate", recording)
+    return calls
+
+
+def encode_alone(lm: FrozenLM, passage: str) -> torch.Tensor:
+    """One passage through the encoder on its own (no batch, so no padding): [1, tokens, hidden]."""
+    ids = lm.tokenizer(passage, return_tensors="pt").input_ids
+    return lm.model.get_encoder()(input_ids=ids).last_hidden_state
+
+
+def teacher_forced_logprob(lm: FrozenLM, states: torch.Tensor, tokens: list[int]) -> float:
+    """Sum of log p(token_t | tokens_<t, states), the decoder run once over [start] + tokens."""
+    start = lm.model.config.decoder_start_token_id
+    decoder_ids = torch.tensor([[start] + tokens[:-1]])
+    logits = lm.model(
+        encoder_outputs=BaseModelOutput(last_hidden_state=states),
+        attention_mask=torch.ones(states.shape[:2], dtype=torch.long),
+        decoder_input_ids=decoder_ids,
+    ).logits
+    logprobs = logits.float().log_softmax(-1)[0]
+    return sum(logprobs[step, token].item() for step, token in enumerate(tokens))
+
+
+def test_fid_hands_generate_the_concatenated_per_passage_encoder_states(fid: FrozenLM, monkeypatch) -> None:
+    calls = spy_generate(monkeypatch, fid)
+    generation = fid.generate_fused(FID_PASSAGES)
+    (call,) = calls
+    # FiD by hand: each passage encoded alone, the states put one after the other along the sequence axis.
+    # The batched encoding pads the short passage; its padding must not reach the decoder.
+    manual = torch.cat([encode_alone(fid, p) for p in FID_PASSAGES], dim=1)
+    assert manual.shape[1] == sum(len(fid.tokenizer(p).input_ids) for p in FID_PASSAGES)
+    torch.testing.assert_close(call["encoder_outputs"].last_hidden_state, manual, rtol=1e-5, atol=1e-5)
+    assert torch.equal(call["attention_mask"], torch.ones(manual.shape[:2], dtype=torch.long))
+    assert "input_ids" not in call  # the decoder reads the fused states, not a re-encoding of some text
+    # The reported log-prob is the decoder's own over the kept tokens, recomputed here by teacher forcing.
+    tokens = call["output"].sequences[0, 1:].tolist()[: generation.num_tokens]
+    assert generation.num_tokens > 0 and generation.text == fid.tokenizer.decode(tokens, skip_special_tokens=True)
+    assert generation.logprob == pytest.approx(teacher_forced_logprob(fid, manual, tokens), abs=1e-4)
+
+
+def test_fid_passage_order_permutes_the_states_and_leaves_the_answer(fid: FrozenLM, monkeypatch) -> None:
+    # In FiD the passages are encoded independently and T5's cross-attention has no position bias (only its
+    # self-attention has), so swapping two passages swaps their blocks of encoder states and the decoder,
+    # attending over a set of states, gives the same distribution at every step.
+    calls = spy_generate(monkeypatch, fid)
+    forward, backward = fid.generate_fused(FID_PASSAGES), fid.generate_fused(FID_PASSAGES[::-1])
+    states = [c["encoder_outputs"].last_hidden_state for c in calls]
+    first = len(fid.tokenizer(FID_PASSAGES[0]).input_ids)
+    torch.testing.assert_close(states[1], torch.cat([states[0][:, first:], states[0][:, :first]], dim=1))
+    assert backward.text == forward.text and backward.num_tokens == forward.num_tokens
+    assert backward.logprob == pytest.approx(forward.logprob, abs=1e-4)
+    scores = [torch.stack(c["output"].scores, 1).log_softmax(-1) for c in calls]
+    torch.testing.assert_close(scores[1], scores[0], rtol=1e-4, atol=1e-4)
+    # Not vacuous: other passage content does move the decoder's distribution.
+    fid.generate_fused([FID_PASSAGES[0], "q? \\n a dog asleep on a green sofa"])
+    other = torch.stack(calls[2]["output"].scores, 1).log_softmax(-1)
+    assert (other[0, 0] - scores[0][0, 0]).abs().max() > 1e-2
+
+
+def test_answerer_reads_passages_under_fid(fid: FrozenLM, monkeypatch) -> None:
     builder = PromptBuilder(PromptConfig(style="unifiedqa", captions_per_passage=1), fid.count_tokens, 512)
     prompt = builder("What is it?", CAPTIONS)
+    assert prompt.passages == [f"what is it? \\n {c}." for c in CAPTIONS]
+    received: list[list[str]] = []
+    real = fid.generate_fused
+
+    def fused(passages, max_new_tokens=None):  # type: ignore[no-untyped-def]
+        received.append(list(passages))
+        return real(passages, max_new_tokens)
+
+    def text_path(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("the FiD answerer read prompt.text")
+
+    monkeypatch.setattr(fid, "generate_fused", fused)
+    monkeypatch.setattr(fid, "generate", text_path)
+    monkeypatch.setattr(fid, "generate_one", text_path)
     answer = Answerer(fid)(prompt)
-    assert len(prompt.passages) == len(CAPTIONS)
-    assert answer.text == Answerer(fid)(prompt).text and math.isfinite(answer.logprob)
+    assert received == [prompt.passages]
+    expected = real(prompt.passages)
+    assert (answer.raw_text, answer.logprob) == (expected.text, pytest.approx(expected.logprob, abs=1e-6))
 
 
 def test_t5_question_generation_shapes_and_determinism() -> None:
