@@ -1,19 +1,22 @@
 """The answerer and question generator on tiny random T5 / causal models loaded through the product's loader."""
 
+import dataclasses
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 from transformers.modeling_outputs import BaseModelOutput
 
 from conftest import CAPTIONS
-from zsvqa.answering import Answerer, FrozenLM
+from zsvqa import question_generation
+from zsvqa.answering import Answerer, FrozenLM, Generation
 from zsvqa.candidates import AnswerCandidate
 from zsvqa.config import AnswererConfig, PromptConfig, QuestionGenConfig
 from zsvqa.errors import ModelLoadError
 from zsvqa.models import resolve
-from zsvqa.prompting import PromptBuilder
-from zsvqa.question_generation import QuestionGenerator
+from zsvqa.prompting import PromptBuilder, QAExemplar
+from zsvqa.question_generation import QuestionGenerator, SyntheticQA
 
 
 @pytest.fixture(scope="module")
@@ -143,19 +146,145 @@ def test_answerer_reads_passages_under_fid(fid: FrozenLM, monkeypatch) -> None:
     assert (answer.raw_text, answer.logprob) == (expected.text, pytest.approx(expected.logprob, abs=1e-6))
 
 
-def test_t5_question_generation_shapes_and_determinism() -> None:
+def test_t5_question_generation_real_model_runs_and_is_deterministic() -> None:
+    # The tiny T5's questions are noise, but every candidate gets one (the stubbed test below checks the content).
     generator = QuestionGenerator(QuestionGenConfig(backend="t5", model="tiny:t5", max_new_tokens=6, batch_size=2))
     candidates = [AnswerCandidate(word, "noun", 1, [i]) for i, word in enumerate(["man", "bike", "helmet"])]
-    first = generator(candidates, CAPTIONS).pairs
-    assert first == generator(candidates, CAPTIONS).pairs
-    assert [e.answer for e in first] == [c.text for c in candidates if any(c.text == e.answer for e in first)]
-    assert all(e.context == CAPTIONS[c.caption_indices[0]] for e, c in zip(first, candidates))
+    first = generator(candidates, CAPTIONS)
+    assert first == generator(candidates, CAPTIONS)
+    assert [(e.answer, e.context) for e in first.pairs] == [(c.text, CAPTIONS[i]) for i, c in enumerate(candidates)]
+    assert all(e.question.endswith("?") and len(e.question) > 1 for e in first.pairs + first.yes_no)
 
 
-def test_llm_question_generation(causal: FrozenLM) -> None:
-    generator = QuestionGenerator(QuestionGenConfig(backend="llm", max_new_tokens=5), causal)
-    exemplars = generator([AnswerCandidate("bike", "noun", 1, [0])], CAPTIONS).pairs
-    assert len(exemplars) <= 1 and all(e.answer == "bike" and e.question for e in exemplars)
+# What the stubbed question generators write for each answer; _tidy turns each into the question in the comment.
+STUB_QUESTIONS = {
+    "man": "question: Who is riding a red bicycle?",  # -> "who is riding a red bicycle?"
+    "red bicycle": "What is the man riding? What else is there?",  # -> "what is the man riding?"
+    "helmet": "what is the cyclist wearing .",  # -> "what is the cyclist wearing?"
+    "cars": "?",  # -> "" : no question, so no exemplar
+    "yes": "Is the man riding a bicycle?",  # -> "is the man riding a bicycle?"
+}
+QG_CANDIDATES = [
+    AnswerCandidate("man", "noun", 2, [0, 1]),
+    AnswerCandidate("red bicycle", "chunk", 2, [0, 3]),
+    AnswerCandidate("a very long answer of words", "chunk", 1, [0]),  # 5 words > max_answer_words: not asked
+    AnswerCandidate("helmet", "noun", 1, [2]),
+    AnswerCandidate("cars", "noun", 1, [1]),
+    AnswerCandidate("yes", "yesno", 0, []),  # the "yes" question is asked once, about the first caption
+]
+# Expected from STUB_QUESTIONS by hand; no caption mentions a toilet or a giraffe (the first two absent objects).
+STUB_EXPECTED = SyntheticQA(
+    pairs=[
+        QAExemplar("who is riding a red bicycle?", "man", CAPTIONS[0]),
+        QAExemplar("what is the man riding?", "red bicycle", CAPTIONS[0]),
+        QAExemplar("what is the cyclist wearing?", "helmet", CAPTIONS[2]),
+    ],
+    yes_no=[
+        QAExemplar("is there a giraffe in the picture?", "no"),
+        QAExemplar("is the man riding a bicycle?", "yes", CAPTIONS[0]),
+        QAExemplar("is this a toilet?", "no"),
+    ],
+)
+
+
+class FakeSeq2Seq:
+    """A stand-in for T5's tokenizer and model: a "token" is the index of the input text, and the "generation"
+    for it is STUB_QUESTIONS of that text's answer. It records what it is given."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.batches: list[list[str]] = []
+        self.tokenizer_kwargs: list[dict] = []
+        self.generate_kwargs: list[dict] = []
+
+    def __call__(self, texts: list[str], **kwargs):  # the tokenizer  # type: ignore[no-untyped-def]
+        self.batches.append(list(texts))
+        self.tokenizer_kwargs.append(kwargs)
+        ids = torch.arange(len(self.texts), len(self.texts) + len(texts)).unsqueeze(1)
+        self.texts += texts
+        return SimpleNamespace(input_ids=ids, attention_mask=torch.ones_like(ids))
+
+    def generate(self, input_ids, attention_mask, **kwargs):  # the model  # type: ignore[no-untyped-def]
+        self.generate_kwargs.append(kwargs)
+        return input_ids
+
+    def batch_decode(self, output, skip_special_tokens):  # type: ignore[no-untyped-def]
+        answers = [self.texts[i].split("answer: ", 1)[1].split("  context:", 1)[0].rstrip(".") for i in output[:, 0]]
+        return [STUB_QUESTIONS[a] for a in answers]
+
+
+def test_t5_question_generation_with_a_stubbed_model(monkeypatch) -> None:
+    fake = FakeSeq2Seq()
+    loaded: list[str] = []
+
+    def load(cls, model, *args, **kwargs):  # type: ignore[no-untyped-def]
+        loaded.append(model)
+        return fake, fake
+
+    monkeypatch.setattr(question_generation, "load_frozen", load)
+    config = QuestionGenConfig(backend="t5", model="some/qg-model", batch_size=2, num_beams=3, max_new_tokens=30)
+    synthetic = QuestionGenerator(config)(QG_CANDIDATES, CAPTIONS)
+    assert loaded == ["some/qg-model"]
+    assert synthetic == STUB_EXPECTED
+    # The checkpoint's input format, `answer: A  context: C.` (two spaces), with the caption that mentions the
+    # answer first; "yes" last, with the first caption. Batches of two; beam search as configured.
+    assert fake.batches == [
+        ["answer: man  context: a man riding a red bicycle down a city street.",
+         "answer: red bicycle  context: a man riding a red bicycle down a city street."],
+        ["answer: helmet  context: a cyclist wearing a helmet rides past a bus.",
+         "answer: cars  context: a man on a bike next to two parked cars."],
+        ["answer: yes  context: a man riding a red bicycle down a city street."],
+    ]
+    assert all(k == {"return_tensors": "pt", "padding": True, "truncation": True, "max_length": 512}
+               for k in fake.tokenizer_kwargs)
+    assert fake.generate_kwargs == [{"num_beams": 3, "max_new_tokens": 30, "do_sample": False}] * 3
+
+    # Img2LLM's setting: every caption as the context, in LAVIS's format (a period after the answer too).
+    fake = FakeSeq2Seq()
+    lavis = dataclasses.replace(config, context="all", input_template="t5_question_generation_lavis", batch_size=32)
+    assert QuestionGenerator(lavis)(QG_CANDIDATES, CAPTIONS) == STUB_EXPECTED
+    everything = (
+        "a man riding a red bicycle down a city street. a man on a bike next to two parked cars. "
+        "a cyclist wearing a helmet rides past a bus. a red bicycle on the street"
+    )
+    assert fake.batches == [[f"answer: {a}.  context: {everything}." for a in ["man", "red bicycle", "helmet", "cars", "yes"]]]
+
+
+def test_llm_question_generation_with_a_stubbed_lm() -> None:
+    prompts: list[list[str]] = []
+
+    class FakeLM:
+        def generate(self, texts: list[str], max_new_tokens: int | None = None) -> list[Generation]:
+            prompts.append(list(texts))
+            assert max_new_tokens == 7
+            answers = [t.rsplit("\nAnswer: ", 1)[1].split("\n", 1)[0] for t in texts]
+            return [Generation(STUB_QUESTIONS[a], -1.0, 3) for a in answers]
+
+    generator = QuestionGenerator(QuestionGenConfig(backend="llm", max_new_tokens=7), FakeLM())  # type: ignore[arg-type]
+    assert generator(QG_CANDIDATES, CAPTIONS) == STUB_EXPECTED
+    # prompts/question_generation.txt written out: one worked example, then this caption and answer.
+    head = (
+        "Write one short question about the picture that has the given answer.\n"
+        "Context: a man riding a red bike down the street\nAnswer: red\nQuestion: what color is the bike?\n"
+    )
+    assert prompts == [[
+        head + "Context: a man riding a red bicycle down a city street\nAnswer: man\nQuestion:",
+        head + "Context: a man riding a red bicycle down a city street\nAnswer: red bicycle\nQuestion:",
+        head + "Context: a cyclist wearing a helmet rides past a bus\nAnswer: helmet\nQuestion:",
+        head + "Context: a man on a bike next to two parked cars\nAnswer: cars\nQuestion:",
+        head + "Context: a man riding a red bicycle down a city street\nAnswer: yes\nQuestion:",
+    ]]
+
+
+def test_no_yes_question_means_no_yes_exemplar() -> None:
+    class Silent:
+        def questions(self, pairs, captions):  # type: ignore[no-untyped-def]
+            return ["" for _ in pairs]
+
+    generator = QuestionGenerator(QuestionGenConfig(backend="template"))
+    generator.backend = Silent()
+    synthetic = generator(QG_CANDIDATES, CAPTIONS)
+    assert synthetic == SyntheticQA([], [STUB_EXPECTED.yes_no[0], STUB_EXPECTED.yes_no[2]])
 
 
 def test_unknown_models_fail_with_clear_messages(tmp_path) -> None:
