@@ -247,7 +247,8 @@ def test_t5_question_generation_with_a_stubbed_model(monkeypatch) -> None:
         "a man riding a red bicycle down a city street. a man on a bike next to two parked cars. "
         "a cyclist wearing a helmet rides past a bus. a red bicycle on the street"
     )
-    assert fake.batches == [[f"answer: {a}.  context: {everything}." for a in ["man", "red bicycle", "helmet", "cars", "yes"]]]
+    answers = ["man", "red bicycle", "helmet", "cars", "yes"]
+    assert fake.batches == [[f"answer: {a}.  context: {everything}." for a in answers]]
 
 
 def test_llm_question_generation_with_a_stubbed_lm() -> None:
@@ -260,7 +261,8 @@ def test_llm_question_generation_with_a_stubbed_lm() -> None:
             answers = [t.rsplit("\nAnswer: ", 1)[1].split("\n", 1)[0] for t in texts]
             return [Generation(STUB_QUESTIONS[a], -1.0, 3) for a in answers]
 
-    generator = QuestionGenerator(QuestionGenConfig(backend="llm", max_new_tokens=7), FakeLM())  # type: ignore[arg-type]
+    config = QuestionGenConfig(backend="llm", max_new_tokens=7)
+    generator = QuestionGenerator(config, FakeLM())  # type: ignore[arg-type]
     assert generator(QG_CANDIDATES, CAPTIONS) == STUB_EXPECTED
     # prompts/question_generation.txt written out: one worked example, then this caption and answer.
     head = (

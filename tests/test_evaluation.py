@@ -323,7 +323,8 @@ def test_evaluator_metrics_hand_worked_with_an_error_counted_as_zero(tmp_path) -
             )
 
     captions = {7: ["a dog on a bed"], 8: ["a bus on a road"]}
-    summary = Evaluator(StubPipeline(), dataset, tmp_path / "run", captions=captions).run(progress=False)  # type: ignore[arg-type]
+    evaluator = Evaluator(StubPipeline(), dataset, tmp_path / "run", captions=captions)  # type: ignore[arg-type]
+    summary = evaluator.run(progress=False)
     records = read_predictions(tmp_path / "run" / "predictions.jsonl")  # error records are not "done"
     lines = [json.loads(line) for line in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
     lines.sort(key=lambda line: line["question_id"])  # written image by image
