@@ -155,6 +155,52 @@ def test_prompts_match_hand_written(template: str) -> None:
     assert prompt.answer_prefix == ("" if template == "img2llm" else " ")
 
 
+# PICa's format (Yang et al.; retrieved training examples, each with a caption of its own image): instruction,
+# then per example "===", its context, "===", Q and A and a blank line; the test captions joined by ". "; the
+# question as asked. The question-independent head ends where the test question's line starts.
+PICA_HAND_WRITTEN = (
+    "Please answer the question according to the above context.\n"
+    "===\n"
+    "Context: a man riding a red bicycle down a city street\n"
+    "===\n"
+    "Q: what is the man riding?\n"
+    "A: bicycle\n"
+    "\n"
+    "===\n"
+    "Context: a red bicycle on the street\n"
+    "===\n"
+    "Q: is it red?\n"
+    "A: yes\n"
+    "\n"
+    "===\n"
+    "Context: a man riding a red bicycle down a city street. a man on a bike next to two parked cars\n"
+    "===\n"
+    "Q: What color is the bike?\n"
+    "A:"
+)
+
+
+def test_pica_prompt_matches_hand_written() -> None:
+    prompt = PromptBuilder(PromptConfig(style="pica"))("What color is the bike?", CAPTIONS[:2], EXEMPLARS)
+    assert prompt.text == PICA_HAND_WRITTEN and prompt.passages == [PICA_HAND_WRITTEN]
+    assert prompt.answer_prefix == " "
+    assert prompt.text[prompt.shared_prefix :] == "Q: What color is the bike?\nA:"
+
+
+def test_shared_heads_and_single_passage_unifiedqa_by_hand() -> None:
+    # The head an answerer may encode once per image: everything above the test question's line.
+    img2llm = PromptBuilder(PromptConfig())("What color is the bike?", CAPTIONS[:2], EXEMPLARS, leading=LEADING)
+    assert img2llm.text[img2llm.shared_prefix :] == "Question:what color is the bike?\nAnswer:"
+    # UnifiedQA with every caption in one passage: "question \n caption. caption." The question comes first,
+    # so nothing is shared.
+    single = PromptBuilder(PromptConfig(style="unifiedqa"))("What color is the bike?", CAPTIONS[:2])
+    expected = (
+        "what color is the bike? \\n a man riding a red bicycle down a city street. "
+        "a man on a bike next to two parked cars."
+    )
+    assert single.text == expected and single.passages == [expected] and single.shared_prefix == 0
+
+
 def test_leading_exemplars_do_not_count_towards_the_limit() -> None:
     prompt = PromptBuilder(PromptConfig(num_exemplars=1))("q?", CAPTIONS, EXEMPLARS, leading=LEADING)
     assert prompt.exemplars == LEADING + EXEMPLARS[:1]
