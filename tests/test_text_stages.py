@@ -53,6 +53,9 @@ QUESTION_CASES = [
     ("a black cat sleeping on a white couch", "white", "what color is the couch?"),
     ("a woman holding an umbrella in the rain", "umbrella", "what is the woman holding?"),
     ("a large wooden table in a dining room", "wooden", "what kind of table is this?"),
+    # A particle between a verb and its object stays with the verb.
+    ("a group of people skiing down a snowy hill", "hill", "what is the group skiing down?"),
+    ("a woman picking up a book from the floor", "book", "what is the woman picking up?"),
 ]
 
 
@@ -101,6 +104,13 @@ def test_yes_no_exemplars_come_first_and_only_yes_is_generated() -> None:
     # A caption that mentions a toilet moves the fixed "no" question to an object that is absent.
     other_no, fixed_no = generator.templates.absent_object_questions(["a toilet next to a sink"])
     assert fixed_no == "is this a giraffe?" and other_no == "is there an elephant in the picture?"
+
+
+def test_adjective_after_its_noun_is_a_misparse_and_gets_no_question() -> None:
+    # spaCy tags "hydrant" an adjective of "fire"; English adjectives come first, so no "what kind of fire is this?"
+    generator = QuestionGenerator(QuestionGenConfig(backend="template"))
+    caption = "a yellow fire hydrant on a sidewalk"
+    assert generator([AnswerCandidate("hydrant", "noun", 1, [0])], [caption]).pairs == []
 
 
 def test_long_answers_dropped() -> None:
