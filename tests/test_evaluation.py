@@ -2,6 +2,7 @@
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
@@ -10,11 +11,11 @@ from synthetic_data import CAPTIONS, IMAGE_IDS, QUESTIONS, write_dataset
 from zsvqa.captioning import PatchCaptioner
 from zsvqa.cli import main
 from zsvqa.config import RetrievalConfig, preset
-from zsvqa.data import load_dataset, read_captions_file, select
+from zsvqa.data import VQADataset, VQAQuestion, load_dataset, read_captions_file, select
 from zsvqa.errors import InputError
 from zsvqa.evaluation import Evaluator, evaluate, read_predictions
 from zsvqa.matching import ImageQuestionMatcher
-from zsvqa.metric import lemmatized_vqa_accuracy, vqa_accuracy
+from zsvqa.metric import ScoredQuestion, lemmatized_vqa_accuracy, summarize, vqa_accuracy
 from zsvqa.pipeline import Pipeline
 from zsvqa.retrieval import ExemplarRetriever, build_index, training_examples
 from zsvqa.data import read_questions
@@ -250,3 +251,85 @@ def test_image_without_precomputed_captions_is_an_error_record(data, tmp_path) -
     captions = {k: v for k, v in CAPTIONS.items() if k != IMAGE_IDS[0]}
     summary = evaluate(preset("tiny"), dataset, tmp_path / "run", captions=captions, progress=False)
     assert len(summary.errors) == 3 and all("no precomputed captions" in e for e in summary.errors.values())
+
+
+# Worked by hand from the nine accuracies of the two tests below, in percent rounded to two decimals:
+SUMMARY_BY_HAND = {
+    "metric": "vqa-accuracy",
+    "num_questions": 9,
+    "overall": 58.89,  # (1 + 0 + .9 + .6 + 0 + .3 + .9 + 1 + .6) / 9 = 5.3 / 9 = .58888...
+    "per_answer_type": {
+        "number": 30.0,  # (.6 + 0) / 2
+        "other": 70.0,  # (.3 + .9 + 1 + .6) / 4 = 2.8 / 4
+        "yes/no": 63.33,  # (1 + 0 + .9) / 3 = .63333...
+    },
+    "per_question_type": {  # sorted by name, as the answer types
+        "are there": 90.0,
+        "how many": 30.0,  # (.6 + 0) / 2
+        "is the": 50.0,  # (1 + 0) / 2
+        "what color is the": 65.0,  # (.3 + 1) / 2
+        "what is the": 75.0,  # (.9 + .6) / 2
+    },
+}
+
+
+def test_summarize_hand_worked() -> None:
+    rows = [  # (accuracy, answer type, question type)
+        (1.0, "yes/no", "is the"), (0.0, "yes/no", "is the"), (0.9, "yes/no", "are there"),
+        (0.6, "number", "how many"), (0.0, "number", "how many"),
+        (0.3, "other", "what color is the"), (0.9, "other", "what is the"), (1.0, "other", "what color is the"),
+        (0.6, "other", "what is the"),
+    ]
+    scored = [ScoredQuestion(n, accuracy, a, q) for n, (accuracy, a, q) in enumerate(rows)]
+    assert summarize(scored, "vqa-accuracy") == SUMMARY_BY_HAND
+    assert summarize([], "vqa-accuracy") == {
+        "metric": "vqa-accuracy", "num_questions": 0, "overall": 0.0, "per_answer_type": {}, "per_question_type": {}
+    }
+
+
+def test_evaluator_metrics_hand_worked_with_an_error_counted_as_zero(tmp_path) -> None:
+    # The same nine accuracies, reached through the evaluator: real VQA scoring of fixed answers (a stub pipeline
+    # answers), and one question whose answering fails, so it scores 0 although its answer "3" would be right.
+    # (question, ten answers, answer type, question type, the stub's answer, accuracy worked out by hand)
+    # A prediction given by k of the ten scores (k min(1, (k-1)/3) + (10-k) min(1, k/3)) / 10:
+    # k=1: .3, k=2: .6, k=3: .9, k>=4: 1.
+    table = [
+        ("Is the dog asleep?", ["yes"] * 10, "yes/no", "is the", "yes", 1.0),
+        ("Is the sky blue?", ["no"] * 10, "yes/no", "is the", "yes", 0.0),
+        ("Are there clouds?", ["no"] * 7 + ["yes"] * 3, "yes/no", "are there", "yes", 0.9),  # k=3
+        ("How many dogs?", ["2"] * 2 + ["3"] * 8, "number", "how many", "2", 0.6),  # k=2
+        ("How many cats?", ["3"] * 10, "number", "how many", None, 0.0),  # answering fails
+        ("What color is the bus?", ["red"] * 9 + ["blue"], "other", "what color is the", "blue", 0.3),  # k=1
+        ("What is the man riding?", ["bike"] * 7 + ["bicycle"] * 3, "other", "what is the", "bicycle", 0.9),
+        ("What color is the car?", ["red"] * 10, "other", "what color is the", "red", 1.0),
+        ("What is the dog eating?", ["bone"] * 8 + ["stick"] * 2, "other", "what is the", "stick", 0.6),
+    ]
+    questions = [
+        VQAQuestion(1000 + n, 7 + n % 2, question, answers, answer_type, question_type)
+        for n, (question, answers, answer_type, question_type, _, _) in enumerate(table)
+    ]
+    dataset = VQADataset("vqav2", questions, {}, annotated=True)
+    stub_answers = {row[0]: row[4] for row in table}
+
+    class StubPipeline:
+        config = preset("tiny")
+
+        def answer_captioned(self, item, image=None):  # type: ignore[no-untyped-def]
+            if stub_answers[item.question] is None:
+                raise InputError("the prompt could not be built")
+            return SimpleNamespace(
+                answer=stub_answers[item.question], raw_answer=stub_answers[item.question], logprob=-1.0,
+                itm_score=None, captions=item.captions, exemplars=[], timings={}, retrieval_similarity=None,
+            )
+
+    captions = {7: ["a dog on a bed"], 8: ["a bus on a road"]}
+    evaluator = Evaluator(StubPipeline(), dataset, tmp_path / "run", captions=captions)  # type: ignore[arg-type]
+    summary = evaluator.run(progress=False)
+    records = read_predictions(tmp_path / "run" / "predictions.jsonl")  # error records are not "done"
+    lines = [json.loads(line) for line in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+    lines.sort(key=lambda line: line["question_id"])  # written image by image
+    assert [line["accuracy"] for line in lines] == pytest.approx([row[5] for row in table])
+    assert [line.get("error") for line in lines] == [None] * 4 + ["the prompt could not be built"] + [None] * 4
+    assert len(records) == 8 and summary.errors == {1004: "the prompt could not be built"}
+    assert summary.metrics == {**SUMMARY_BY_HAND, "errors": 1}
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == summary.metrics

@@ -19,7 +19,7 @@ from zsvqa.cli import main
 from zsvqa.config import CaptionerConfig, MatcherConfig, preset
 from zsvqa.errors import InputError, ModelLoadError
 from zsvqa.images import load_image
-from zsvqa.matching import ImageQuestionMatcher, enc_token_id, full_backward_gradcam, patch_grid
+from zsvqa.matching import ImageQuestionMatcher, MatchResult, enc_token_id, full_backward_gradcam, patch_grid
 from zsvqa.pipeline import Pipeline
 
 QUESTIONS = ["what is the man riding?", "is it red?", "how many dogs are in the park today?"]
@@ -96,15 +96,74 @@ def test_sampling_follows_relevance(captioner_config) -> None:
     assert captioner._patch_probabilities(features, torch.rand(8, 8)).shape == (16,)
 
 
+PEAK = [5, 6, 9, 10]  # the middle four patches of the tiny 4 x 4 grid; K = 4 in the tiny preset
+
+
+def peaked_relevance() -> torch.Tensor:
+    """A GradCAM-like map with all its mass on PEAK."""
+    relevance = torch.zeros(16)
+    relevance[PEAK] = 0.25
+    return relevance.reshape(4, 4)
+
+
 @pytest.mark.parametrize("mode", ["gradcam", "uniform", "full"])
 def test_caption_count_and_modes(mode: str, captioner_config) -> None:
     config = preset("tiny").with_overrides({"captioner.relevance": mode}).captioner
+    assert config.num_patches == len(PEAK)
     captioner = PatchCaptioner(config)
     features = captioner.encode_image(noise_image())
-    result = captioner(features, torch.full((4, 4), 1 / 16), seed=0)
+    fed: list[torch.Tensor] = []
+    generate = captioner._generate
+
+    def recording(features, patches, generator):  # type: ignore[no-untyped-def]
+        fed.append(patches)
+        return generate(features, patches, generator)
+
+    captioner._generate = recording  # type: ignore[method-assign]
+    # The same peaked map is given in every mode; only gradcam may follow it.
+    result = captioner(features, peaked_relevance(), seed=0)
     assert len(result.captions) == config.num_captions == len(set(c.lower() for c in result.captions))
-    expected_patches = 0 if mode == "full" else config.num_patches
-    assert all(len(p) == expected_patches for p in result.patch_indices)
+    seen = {index for indices in result.patch_indices for index in indices}
+    if mode == "gradcam":  # K patches from a map with exactly K non-zero: every caption sees the peak
+        assert all(indices == PEAK for indices in result.patch_indices)
+    elif mode == "uniform":  # the map is ignored: 1/16 each, and the captions see patches all over the image
+        probabilities = captioner._patch_probabilities(features, peaked_relevance())
+        assert torch.equal(probabilities, torch.full((16,), 1 / 16))
+        assert all(len(set(indices)) == len(PEAK) for indices in result.patch_indices)
+        assert len(seen - set(PEAK)) >= 8 and any(set(indices) != set(PEAK) for indices in result.patch_indices)
+    else:  # the whole image, [CLS] included, for every caption
+        assert result.patch_indices == [[]] * config.num_captions
+        assert all(p.shape[1] == 0 for p in fed)
+    assert all(p.shape[1] == (0 if mode == "full" else len(PEAK)) for p in fed)
+
+
+@pytest.mark.parametrize("mode", ["gradcam", "uniform"])
+def test_pipeline_captions_from_the_matchers_map_only_under_gradcam(mode: str, monkeypatch) -> None:
+    asked: list[list[str]] = []
+
+    def peaked_match(self, features, questions):  # type: ignore[no-untyped-def]
+        asked.append(list(questions))
+        return [MatchResult(q, 0.5, peaked_relevance()) for q in questions]
+
+    monkeypatch.setattr(ImageQuestionMatcher, "__call__", peaked_match)
+    sampled: list[list[int]] = []
+    sample = PatchCaptioner._sample_patches
+
+    def recording(self, probabilities, count, generator):  # type: ignore[no-untyped-def]
+        patches = sample(self, probabilities, count, generator)
+        sampled.extend(patches.tolist())
+        return patches
+
+    monkeypatch.setattr(PatchCaptioner, "_sample_patches", recording)
+    pipeline = Pipeline(preset("tiny").with_overrides({"captioner.relevance": mode}))
+    (captioned,) = pipeline.caption_image(noise_image(), ["what is in the middle?"])
+    assert len(captioned.captions) == 8 and sampled
+    if mode == "gradcam":
+        assert asked == [["what is in the middle?"]] and captioned.relevance == peaked_relevance().tolist()
+        assert all(indices == PEAK for indices in sampled)
+    else:  # no matcher at all, and patches from everywhere
+        assert asked == [] and captioned.relevance is None
+        assert len({i for indices in sampled for i in indices} - set(PEAK)) >= 8
 
 
 def test_duplicates_topped_up_without_regenerating(captioner_config, monkeypatch) -> None:

@@ -182,6 +182,8 @@ class TemplateQuestions:
         return ""
 
     def _adjective(self, adjective: Any) -> str:
+        if adjective.dep_ == "amod" and adjective.i > adjective.head.i:
+            return ""  # English adjectives come before their noun: "fire hydrant" tagged noun + adjective
         described = adjective.head if adjective.dep_ == "amod" else _subject(adjective.head)
         if described is None or described.pos_ not in ("NOUN", "PROPN"):
             return ""
@@ -191,8 +193,13 @@ class TemplateQuestions:
 
     def _noun_question(self, noun: Any) -> str:
         if noun.dep_ == "dobj" and noun.head.tag_ == "VBG" and _subject(noun.head) is not None:
-            subject = _subject(noun.head)
-            return self._render("object", be=_be(subject), subject=_noun(subject), verb=noun.head.text)
+            verb, subject = noun.head, _subject(noun.head)
+            # A particle between the verb and its object stays with the verb: "skiing down a hill" asks "what is
+            # the group skiing down?", not "what is the group skiing?".
+            particle = " ".join(t.lower_ for t in verb.children if t.dep_ == "prt" and verb.i < t.i < noun.i)
+            return self._render(
+                "object", be=_be(subject), subject=_noun(subject), verb=verb.text, preposition=particle or None
+            )
         if noun.dep_ == "pobj":
             return self._prepositional_object(noun)
         if noun.dep_ == "compound":  # "city" of "city street" is no answer on its own
