@@ -12,6 +12,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from zsvqa.errors import InputError
+
 # Bumped when what a cached value means changes, so old entries are never misread.
 FORMAT = 1
 
@@ -26,10 +28,19 @@ def file_identity(path: str | Path) -> dict[str, Any]:
 class IntermediateCache:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.connection = sqlite3.connect(self.path)
-        self.connection.execute("CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, kind TEXT, value TEXT)")
-        self.connection.commit()
+        if self.path.is_dir():
+            raise InputError(f"cache {str(self.path)!r} is a folder; give a file path for --cache, or --no-cache")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.connection = sqlite3.connect(self.path)
+            self.connection.execute("CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, kind TEXT, value TEXT)")
+            self.connection.commit()
+        except (OSError, sqlite3.DatabaseError) as error:
+            if hasattr(self, "connection"):
+                self.connection.close()
+            raise InputError(
+                f"cache {str(self.path)!r} cannot be used as an SQLite cache ({error}); give another --cache, or --no-cache"
+            ) from error
         self.misses = 0  # lookups that found nothing: how tests see what was recomputed
 
     @staticmethod

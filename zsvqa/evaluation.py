@@ -16,6 +16,7 @@ from tqdm import tqdm
 from zsvqa.data import VQADataset, VQAQuestion
 from zsvqa.errors import InputError
 from zsvqa.metric import ScoredQuestion, lemmatized_vqa_accuracy, summarize, vqa_accuracy
+from zsvqa.outputs import check_output_dir
 from zsvqa.pipeline import Pipeline, QuestionCaptions
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ class Evaluator:
             raise InputError("give the images folder (--images), or precomputed captions (--captions)")
         self.pipeline = pipeline
         self.dataset = dataset
-        self.out_dir = Path(out_dir)
+        self.out_dir = check_output_dir(out_dir, "run folder")
         self.captions = captions
         self.lemmatized = lemmatized
         self.data_description = data_description or {}
