@@ -250,3 +250,43 @@ def test_image_without_precomputed_captions_is_an_error_record(data, tmp_path) -
     captions = {k: v for k, v in CAPTIONS.items() if k != IMAGE_IDS[0]}
     summary = evaluate(preset("tiny"), dataset, tmp_path / "run", captions=captions, progress=False)
     assert len(summary.errors) == 3 and all("no precomputed captions" in e for e in summary.errors.values())
+
+
+CACHE_WRITER = """
+import sys, time
+from pathlib import Path
+from zsvqa.cache import IntermediateCache
+
+path, name, other = sys.argv[1:]
+Path(f"{path}.{name}.ready").touch()
+while not Path(f"{path}.{other}.ready").exists():  # both open the fresh file at once, then write and read
+    time.sleep(0.01)
+cache = IntermediateCache(path)
+for i in range(300):
+    cache.put("captions", {"writer": name, "i": i}, {"captions": [name * 100] * 5})
+    cache.get("captions", {"writer": other, "i": i})
+print(cache.connection.execute("PRAGMA journal_mode").fetchone()[0])
+cache.close()
+"""
+
+
+def test_two_processes_share_one_cache_file(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from zsvqa.cache import IntermediateCache
+
+    path = str(tmp_path / "cache.sqlite")
+    writers = [
+        subprocess.Popen([sys.executable, "-c", CACHE_WRITER, path, name, other], cwd=Path(__file__).parent.parent,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for name, other in (("a", "b"), ("b", "a"))
+    ]
+    for writer in writers:
+        stdout, stderr = writer.communicate(timeout=300)
+        assert writer.returncode == 0 and "locked" not in stderr, stderr[-2000:]
+        assert stdout.strip() == "wal"  # readers never wait on the writer
+    cache = IntermediateCache(path)
+    assert cache.connection.execute("SELECT COUNT(*) FROM entries").fetchone()[0] == 600
+    assert cache.get("captions", {"writer": "b", "i": 299}) == {"captions": ["b" * 100] * 5}
+    cache.close()

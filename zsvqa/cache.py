@@ -1,7 +1,8 @@
 """A disk cache for expensive intermediates (captions, synthetic QA pairs), keyed by everything they depend on.
 
 Keys are hashes of JSON descriptions (settings, image file identity, question), so runs that change only
-the prompt or the answerer reuse the captions of earlier runs. One SQLite file: safe to interrupt.
+the prompt or the answerer reuse the captions of earlier runs. One SQLite file: safe to interrupt, and shared by
+concurrent runs (write-ahead log: readers never wait, a writer waits its turn up to BUSY_TIMEOUT_S).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from zsvqa.errors import InputError
 
 # Bumped when what a cached value means changes, so old entries are never misread.
 FORMAT = 1
+# A write holds the lock for one small insert; waiting this long means something else is wrong.
+BUSY_TIMEOUT_S = 60.0
 
 
 def file_identity(path: str | Path) -> dict[str, Any]:
@@ -32,7 +35,9 @@ class IntermediateCache:
             raise InputError(f"cache {str(self.path)!r} is a folder; give a file path for --cache, or --no-cache")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.connection = sqlite3.connect(self.path)
+            self.connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
+            self.connection.execute("PRAGMA journal_mode=WAL")
+            self.connection.execute("PRAGMA synchronous=NORMAL")  # with WAL, still safe against a crash
             self.connection.execute("CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, kind TEXT, value TEXT)")
             self.connection.commit()
         except (OSError, sqlite3.DatabaseError) as error:
