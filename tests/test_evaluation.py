@@ -290,3 +290,43 @@ def test_two_processes_share_one_cache_file(tmp_path) -> None:
     assert cache.connection.execute("SELECT COUNT(*) FROM entries").fetchone()[0] == 600
     assert cache.get("captions", {"writer": "b", "i": 299}) == {"captions": ["b" * 100] * 5}
     cache.close()
+
+
+def test_resume_accepts_the_same_run_spelled_differently_or_moved(data, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    def run_eval(questions: str, annotations: str, images: str, *extra: str):
+        return CliRunner().invoke(main, [
+            "eval", "--preset", "tiny", "--dataset", "vqav2", "--questions", questions, "--annotations", annotations,
+            "--images", images, "--out", "run", "--cache", "cache.sqlite", "--no-progress", "--limit", "3", *extra])
+
+    first = run_eval("data/questions.json", "data/annotations.json", "data/val2014")
+    assert first.exit_code == 0 and "answered 3 questions (0 done earlier)" in first.output, first.output
+    spelled = run_eval("./data/questions.json", str(tmp_path / "data" / "annotations.json"), "data/val2014/")
+    assert spelled.exit_code == 0 and "(3 done earlier)" in spelled.output, spelled.output
+    (tmp_path / "data").rename(tmp_path / "moved")  # the same files elsewhere: the same data
+    moved = run_eval("moved/questions.json", "moved/annotations.json", "moved/val2014")
+    assert moved.exit_code == 0 and "(3 done earlier)" in moved.output, moved.output
+    # Other settings, or other data: refused, naming each difference with its old and new value.
+    other = run_eval("moved/questions.json", "moved/annotations.json", "moved/val2014", "--prompt-exemplars", "1",
+                     "--set", "seed=7")
+    assert other.exit_code == 1 and "Traceback" not in other.output
+    assert "pipeline.prompt.num_exemplars: 8 -> 1; pipeline.seed: 0 -> 7)" in other.output
+    questions = json.loads((tmp_path / "moved" / "questions.json").read_text())
+    questions["questions"][0]["question"] = "What color is the car?"  # as long as "... the bus?"
+    (tmp_path / "moved" / "questions.json").write_text(json.dumps(questions))
+    edited = run_eval("moved/questions.json", "moved/annotations.json", "moved/val2014")
+    assert edited.exit_code == 1 and "(data.questions.sha256: '" in edited.output  # by content, not size
+
+
+def test_setting_differences_name_each_setting_and_accept_path_spellings(tmp_path, monkeypatch) -> None:
+    from zsvqa.evaluation import setting_differences
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "index").mkdir()
+    old = {"pipeline": {"retrieval": {"index": "index", "n_shot": 16}, "seed": 0}}
+    assert setting_differences(old, {"pipeline": {"retrieval": {"index": f"{tmp_path}/index/", "n_shot": 16}, "seed": 0}}) == []
+    new = {"pipeline": {"retrieval": {"index": "other", "n_shot": 8}, "seed": 0}, "data": {"limit": 5}}
+    assert setting_differences(old, new) == [
+        "data: None -> {'limit': 5}", "pipeline.retrieval.index: 'index' -> 'other'", "pipeline.retrieval.n_shot: 16 -> 8"
+    ]

@@ -214,7 +214,7 @@ def eval_inputs(options: dict[str, Any]) -> EvalInputs:
     """Reads and checks the data named by DATASET_OPTIONS and MODEL_OPTIONS, before any work starts."""
     from zsvqa.cache import IntermediateCache
     from zsvqa.config import preset
-    from zsvqa.data import load_dataset, read_captions_file
+    from zsvqa.data import file_fingerprint, images_fingerprint, load_dataset, read_captions_file
     from zsvqa.evaluation import default_cache_path
 
     preset_name = options.pop("preset")
@@ -238,7 +238,11 @@ def eval_inputs(options: dict[str, Any]) -> EvalInputs:
         options["images"] if keep_images else None,
         options["limit"], options["question_ids"], options["split_by_image"], config.seed,
     )
-    keys = ("questions", "annotations", "images", "captions", "limit", "question_ids", "split_by_image")
+    # The run's data by content, so a rerun resumes whatever path spells it (./q.json, val2014/, a moved folder).
+    files = {key: file_fingerprint(options[key]) if options[key] else None
+             for key in ("questions", "annotations", "captions", "question_ids")}
+    description = {**files, "images": images_fingerprint(dataset.image_paths),
+                   **{key: options[key] for key in ("limit", "split_by_image")}}
     return EvalInputs(
         config=config,
         dataset=dataset,
@@ -246,7 +250,7 @@ def eval_inputs(options: dict[str, Any]) -> EvalInputs:
         lemmatized=options["lemmatized"],
         cache_path=cache_path,
         progress=not options["no_progress"],
-        description={key: options[key] for key in keys},
+        description=description,
     )
 
 

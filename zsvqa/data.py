@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
@@ -196,6 +197,30 @@ def load_dataset(
             )
         image_paths = {q.image_id: available[q.image_id] for q in questions}
     return VQADataset(name, questions, image_paths, annotated=annotations_path is not None)
+
+
+def file_fingerprint(path: str | Path) -> dict[str, Any]:
+    """A file by what it holds (size and SHA-256), so the same data given by another path is the same data."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"size": Path(path).stat().st_size, "sha256": digest.hexdigest()}
+
+
+def images_fingerprint(image_paths: dict[int, Path]) -> dict[str, Any] | None:
+    """The images by id and file size, not by folder path, so a moved or copied image folder is the same data.
+    Hashing every image would cost minutes on COCO; an image edited to the very same size goes unnoticed."""
+    if not image_paths:
+        return None
+    digest = hashlib.sha256()
+    for image_id, path in sorted(image_paths.items()):
+        try:
+            size = path.stat().st_size
+        except OSError:  # gone since it was listed: its questions become error records
+            size = -1
+        digest.update(f"{image_id} {size}\n".encode())
+    return {"count": len(image_paths), "sha256": digest.hexdigest()}
 
 
 def read_captions_file(path: str | Path) -> dict[int, list[str]]:

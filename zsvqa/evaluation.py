@@ -67,15 +67,44 @@ def drop_partial_last_line(path: Path) -> None:
             handle.truncate(data.rfind(b"\n") + 1)
 
 
+def _same_setting(old: Any, new: Any) -> bool:
+    """Equal, or two spellings of one existing path (models/m and ./models/m/)."""
+    if old == new:
+        return True
+    if isinstance(old, str) and isinstance(new, str) and os.path.exists(old) and os.path.exists(new):
+        return os.path.samefile(old, new)
+    return False
+
+
+def setting_differences(old: Any, new: Any, name: str = "") -> list[str]:
+    """'key: old -> new' for each dotted setting that differs between two nested dicts."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [
+            difference
+            for key in sorted(set(old) | set(new), key=str)
+            for difference in setting_differences(old.get(key), new.get(key), f"{name}.{key}" if name else str(key))
+        ]
+    if _same_setting(old, new):
+        return []
+    if name.endswith("sha256") and old and new:  # twelve hex digits tell two files apart; 64 only crowd the line
+        old, new = f"{old[:12]}...", f"{new[:12]}..."
+    return [f"{name}: {old!r} -> {new!r}"]
+
+
 def _check_run_config(out_dir: Path, run_config: dict[str, Any]) -> None:
     """A rerun resumes only the same run: mixing answers from another configuration would corrupt the metrics."""
     path = out_dir / CONFIG_FILE
     if path.exists():
-        earlier = json.loads(path.read_text(encoding="utf-8"))
-        if earlier.get("pipeline") != run_config["pipeline"] or earlier.get("data") != run_config["data"]:
+        try:
+            earlier = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise InputError(f"{str(path)!r} is not valid JSON ({error}); give another --out") from error
+        kept = ("pipeline", "data")
+        differences = setting_differences({k: earlier.get(k) for k in kept}, {k: run_config[k] for k in kept})
+        if differences:
             raise InputError(
-                f"{str(out_dir)!r} holds a run with other settings or data; resume it with the same command, "
-                "or give another --out"
+                f"{str(out_dir)!r} holds a run with other settings or data ({'; '.join(differences)}); "
+                "resume it with the same settings, or give another --out"
             )
     path.write_text(json.dumps(run_config, indent=2), encoding="utf-8")
 
