@@ -214,7 +214,7 @@ def eval_inputs(options: dict[str, Any]) -> EvalInputs:
     """Reads and checks the data named by DATASET_OPTIONS and MODEL_OPTIONS, before any work starts."""
     from zsvqa.cache import IntermediateCache
     from zsvqa.config import preset
-    from zsvqa.data import file_fingerprint, images_fingerprint, load_dataset, read_captions_file
+    from zsvqa.data import file_fingerprint, load_dataset, read_captions_file
     from zsvqa.evaluation import default_cache_path
 
     preset_name = options.pop("preset")
@@ -239,9 +239,11 @@ def eval_inputs(options: dict[str, Any]) -> EvalInputs:
         options["limit"], options["question_ids"], options["split_by_image"], config.seed,
     )
     # The run's data by content, so a rerun resumes whatever path spells it (./q.json, val2014/, a moved folder).
+    # The image files are left out: the questions fix which images; the folder may move, and a corrupt image may be
+    # replaced and its questions retried, without making another run (hashing 40k COCO images would cost minutes).
     files = {key: file_fingerprint(options[key]) if options[key] else None
              for key in ("questions", "annotations", "captions", "question_ids")}
-    description = {**files, "images": images_fingerprint(dataset.image_paths),
+    description = {**files, "with_images": bool(dataset.image_paths),
                    **{key: options[key] for key in ("limit", "split_by_image")}}
     return EvalInputs(
         config=config,

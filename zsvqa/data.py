@@ -208,21 +208,6 @@ def file_fingerprint(path: str | Path) -> dict[str, Any]:
     return {"size": Path(path).stat().st_size, "sha256": digest.hexdigest()}
 
 
-def images_fingerprint(image_paths: dict[int, Path]) -> dict[str, Any] | None:
-    """The images by id and file size, not by folder path, so a moved or copied image folder is the same data.
-    Hashing every image would cost minutes on COCO; an image edited to the very same size goes unnoticed."""
-    if not image_paths:
-        return None
-    digest = hashlib.sha256()
-    for image_id, path in sorted(image_paths.items()):
-        try:
-            size = path.stat().st_size
-        except OSError:  # gone since it was listed: its questions become error records
-            size = -1
-        digest.update(f"{image_id} {size}\n".encode())
-    return {"count": len(image_paths), "sha256": digest.hexdigest()}
-
-
 def read_captions_file(path: str | Path) -> dict[int, list[str]]:
     """Precomputed captions: a plain {image_id: [captions]} JSON, or the COCO captions annotation format."""
     data = read_json(path, "captions")
