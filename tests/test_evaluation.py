@@ -330,3 +330,66 @@ def test_setting_differences_name_each_setting_and_accept_path_spellings(tmp_pat
     assert setting_differences(old, new) == [
         "data: None -> {'limit': 5}", "pipeline.retrieval.index: 'index' -> 'other'", "pipeline.retrieval.n_shot: 16 -> 8"
     ]
+
+
+def test_retried_errors_leave_one_line_per_question(data, tmp_path) -> None:
+    image = data["images"] / f"COCO_val2014_{IMAGE_IDS[1]:012d}.jpg"
+    good = image.read_bytes()
+    image.write_bytes(b"garbage")
+    args = eval_args(data, tmp_path / "run")
+
+    def lines() -> list[dict]:
+        return [json.loads(line) for line in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+
+    for _ in range(2):  # the second run retries the two failed questions, and they fail again
+        assert CliRunner().invoke(main, args).exit_code == 0
+        assert len(lines()) == 6 and sum("error" in r for r in lines()) == 2
+    image.write_bytes(good)
+    fixed = CliRunner().invoke(main, args)
+    assert fixed.exit_code == 0 and "answered 2 questions (4 done earlier)" in fixed.output, fixed.output
+    ids = [r["question_id"] for r in lines()]
+    assert sorted(ids) == sorted(IMAGE_IDS[i] * 1000 + n for n, (i, *_) in enumerate(QUESTIONS))
+    assert not any("error" in r for r in lines())
+
+
+def test_kill_9_mid_run_then_rerun_equals_an_uninterrupted_run(data, tmp_path) -> None:
+    """A real crash: `run.py eval` killed with SIGKILL once answers are on disk. While it is stopped, a second eval
+    into its folder is refused, naming its pid; once it is killed its lock is gone and a rerun finishes the run
+    with what an uninterrupted run gives."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    predictions = out / "predictions.jsonl"
+    first = subprocess.Popen([sys.executable, "run.py", *eval_args(data, out)], cwd=Path(__file__).parent.parent,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not (predictions.exists() and predictions.read_bytes().count(b"\n") >= 1):
+        assert first.poll() is None, first.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    first.send_signal(signal.SIGSTOP)  # frozen mid-run, holding its lock
+    try:
+        written = predictions.read_bytes().count(b"\n")
+        assert written < 6, "the run finished before it could be stopped: nothing was tested"
+        second = CliRunner().invoke(main, eval_args(data, out))
+        assert second.exit_code == 1 and f"is in use by another run (pid {first.pid})" in second.output, second.output
+    finally:
+        first.kill()
+        first.wait()
+    assert first.returncode == -signal.SIGKILL
+    resumed = CliRunner().invoke(main, eval_args(data, out))
+    assert resumed.exit_code == 0 and f"answered {6 - written} questions ({written} done earlier)" in resumed.output
+    whole = tmp_path / "whole" / "run"  # its own cache, in tmp_path/whole
+    assert CliRunner().invoke(main, eval_args(data, whole)).exit_code == 0
+    for name in ("results.json", "metrics.json"):
+        assert json.loads((out / name).read_text()) == json.loads((whole / name).read_text())
+    resumed_records, whole_records = read_predictions(predictions), read_predictions(whole / "predictions.jsonl")
+    assert len(predictions.read_text().splitlines()) == len(resumed_records) == 6
+    ids = sorted(whole_records)
+    assert sorted(resumed_records) == ids
+    for fields in [("answer", "raw_answer", "num_captions", "num_exemplars"), ("accuracy", "itm_score", "logprob")]:
+        resumed_values = [resumed_records[q][k] for q in ids for k in fields]
+        assert resumed_values == pytest.approx([whole_records[q][k] for q in ids for k in fields])

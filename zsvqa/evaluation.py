@@ -16,7 +16,7 @@ from tqdm import tqdm
 from zsvqa.data import VQADataset, VQAQuestion
 from zsvqa.errors import InputError
 from zsvqa.metric import ScoredQuestion, lemmatized_vqa_accuracy, summarize, vqa_accuracy
-from zsvqa.outputs import check_output_dir
+from zsvqa.outputs import check_output_dir, locked_run_folder, write_atomic
 from zsvqa.pipeline import Pipeline, QuestionCaptions
 
 log = logging.getLogger(__name__)
@@ -57,14 +57,15 @@ def read_predictions(path: Path) -> dict[int, dict[str, Any]]:
     return done
 
 
-def drop_partial_last_line(path: Path) -> None:
-    """Cut a last line that a crash left without its newline, so the next record starts on a line of its own."""
-    if not path.exists() or path.stat().st_size == 0:
-        return
-    with path.open("rb+") as handle:
-        data = handle.read()
-        if not data.endswith(b"\n"):
-            handle.truncate(data.rfind(b"\n") + 1)
+def compact_predictions(path: Path) -> dict[int, dict[str, Any]]:
+    """The finished questions; the file is rewritten to hold exactly them, one line each, when it holds anything
+    else: failed records (redone now), records a retry superseded, a line a crash cut off."""
+    done = read_predictions(path)
+    if path.exists():
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if text.count("\n") != len(done) or not text.endswith("\n") and text:
+            write_atomic(path, "".join(json.dumps(record) + "\n" for record in done.values()))
+    return done
 
 
 def _same_setting(old: Any, new: Any) -> bool:
@@ -106,7 +107,7 @@ def _check_run_config(out_dir: Path, run_config: dict[str, Any]) -> None:
                 f"{str(out_dir)!r} holds a run with other settings or data ({'; '.join(differences)}); "
                 "resume it with the same settings, or give another --out"
             )
-    path.write_text(json.dumps(run_config, indent=2), encoding="utf-8")
+    write_atomic(path, json.dumps(run_config, indent=2))
 
 
 def score_question(question: VQAQuestion, answer: str, lemmatized: bool) -> float:
@@ -137,12 +138,16 @@ class Evaluator:
         self.data_description = data_description or {}
 
     def run(self, progress: bool = True, on_answer: Callable[[dict[str, Any]], None] | None = None) -> EvalSummary:
+        """Answer what the folder lacks; one writer at a time (a second is refused naming the first's pid)."""
         start = time.perf_counter()
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        with locked_run_folder(self.out_dir):
+            return self._run(progress, on_answer, start)
+
+    def _run(self, progress: bool, on_answer: Callable[[dict[str, Any]], None] | None, start: float) -> EvalSummary:
         _check_run_config(self.out_dir, self._run_config())
         predictions_path = self.out_dir / PREDICTIONS_FILE
-        drop_partial_last_line(predictions_path)
-        done = read_predictions(predictions_path)
+        done = compact_predictions(predictions_path)
         wanted = {q.question_id for q in self.dataset.questions}
         resumed = len(wanted & set(done))
         accuracies = [r["accuracy"] for qid, r in done.items() if qid in wanted and r.get("accuracy") is not None]
@@ -226,7 +231,7 @@ class Evaluator:
     def _write_results(self, records: list[dict[str, Any]]) -> None:
         """The official submission format."""
         results = [{"question_id": r["question_id"], "answer": r["answer"]} for r in records]
-        (self.out_dir / RESULTS_FILE).write_text(json.dumps(results), encoding="utf-8")
+        write_atomic(self.out_dir / RESULTS_FILE, json.dumps(results))
 
     def _write_metrics(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         questions = {q.question_id: q for q in self.dataset.questions}
@@ -242,7 +247,7 @@ class Evaluator:
         name = "okvqa-lemmatized-accuracy (Img2LLM variant, not official)" if self.lemmatized else "vqa-accuracy"
         metrics = summarize(scored, name)
         metrics["errors"] = sum(1 for r in records if r.get("error"))
-        (self.out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+        write_atomic(self.out_dir / METRICS_FILE, json.dumps(metrics, indent=2))
         return metrics
 
     def _run_config(self) -> dict[str, Any]:

@@ -1,13 +1,17 @@
-"""Output paths checked before any work starts, so no run ends in an unwritable file."""
+"""Output paths checked before any work starts, atomic file writes, and the run folder's lock."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from zsvqa.errors import InputError
+
+LOCK_FILE = "run.lock"
 
 
 def _can_create_in(folder: Path) -> str | None:
@@ -54,3 +58,37 @@ def check_output_file(path: str | Path, what: str, suffixes: Iterable[str] | Non
     if path.exists() and not os.access(path, os.W_OK):
         raise InputError(f"{what} {str(path)!r} is not writable")
     return path
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Readers, and a rerun after a crash, see the old file or the new one, never half of one."""
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+@contextlib.contextmanager
+def locked_run_folder(folder: Path) -> Iterator[None]:
+    """Hold the folder's exclusive lock, or refuse naming the process that holds it. The kernel drops a flock when
+    its process ends, crash or kill -9 included, so a stale lock file never blocks a rerun."""
+    with (folder / LOCK_FILE).open("a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise InputError(
+                f"{str(folder)!r} is in use by another run (pid {holder}); wait for it to end, or give another --out"
+            ) from None
+        handle.truncate(0)
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield  # closing the file releases the lock
