@@ -393,3 +393,32 @@ def test_kill_9_mid_run_then_rerun_equals_an_uninterrupted_run(data, tmp_path) -
     for fields in [("answer", "raw_answer", "num_captions", "num_exemplars"), ("accuracy", "itm_score", "logprob")]:
         resumed_values = [resumed_records[q][k] for q in ids for k in fields]
         assert resumed_values == pytest.approx([whole_records[q][k] for q in ids for k in fields])
+
+
+def test_cached_stages_are_timed_zero_and_named(data, tmp_path) -> None:
+    """A prompt-only variant reads the vision stages from the cache: it must not report their original time."""
+    from zsvqa.cache import IntermediateCache
+
+    dataset = load_dataset("vqav2", data["questions"], data["annotations"], data["images"])
+    cache = tmp_path / "cache.sqlite"
+    evaluate(preset("tiny"), dataset, tmp_path / "a", cache_path=cache, progress=False)
+    changed = preset("tiny").with_overrides({"prompt.num_exemplars": "2"})
+    evaluate(changed, dataset, tmp_path / "b", cache_path=cache, progress=False)
+    vision = ["captioning", "image_features", "relevance"]
+    assert not any("cached" in r for r in read_predictions(tmp_path / "a" / "predictions.jsonl").values())
+    assert all(set(vision) <= set(r["cached"]) for r in read_predictions(tmp_path / "b" / "predictions.jsonl").values())
+    image, question = dataset.image_paths[IMAGE_IDS[0]], QUESTIONS[0][1]
+    fresh = Pipeline(preset("tiny"), IntermediateCache(tmp_path / "fresh.sqlite")).caption_image(image, [question])[0]
+    assert fresh.cached == [] and fresh.timings["captioning"] > 0
+    pipeline = Pipeline(changed, IntermediateCache(cache))
+    hit = pipeline.caption_image(image, [question])[0]
+    assert hit.cached == vision and hit.timings == dict.fromkeys(vision, 0.0) and hit.captions == fresh.captions
+    result = pipeline.answer_captioned(hit, image=image)
+    assert set(vision) <= set(result.cached) and result.timings["answer"] > 0
+    assert all(result.timings[stage] == 0.0 for stage in result.cached)
+    # The text side (candidates, synthetic questions) from the cache is named the same way.
+    Pipeline(preset("tiny"), IntermediateCache(cache))._text_side(CAPTIONS[42], {})
+    timings: dict[str, float] = {}
+    cached: list[str] = []
+    Pipeline(changed, IntermediateCache(cache))._text_side(CAPTIONS[42], timings, cached)
+    assert cached == ["candidates", "question_generation"] and timings == dict.fromkeys(cached, 0.0)

@@ -208,7 +208,8 @@ class Evaluator:
                     itm_score=result.itm_score,
                     num_captions=len(result.captions),
                     num_exemplars=len(result.exemplars),
-                    seconds=round(sum(result.timings.values()), 4),
+                    seconds=round(sum(result.timings.values()), 4),  # cached stages count 0: not spent here
+                    **({"cached": result.cached} if result.cached else {}),
                     **({"similarity": result.retrieval_similarity} if result.retrieval_similarity else {}),
                 )
             )
