@@ -352,7 +352,7 @@ def test_retried_errors_leave_one_line_per_question(data, tmp_path) -> None:
     assert not any("error" in r for r in lines())
 
 
-def test_kill_9_mid_run_then_rerun_equals_an_uninterrupted_run(data, tmp_path) -> None:
+def test_second_writer_is_refused_and_a_rerun_after_kill_9_equals_an_uninterrupted_run(data, tmp_path) -> None:
     """A real crash: `run.py eval` killed with SIGKILL once answers are on disk. While it is stopped, a second eval
     into its folder is refused, naming its pid; once it is killed its lock is gone and a rerun finishes the run
     with what an uninterrupted run gives."""
