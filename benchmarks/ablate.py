@@ -30,6 +30,7 @@ from zsvqa.cli import _Group, configure_logging, dataset_options, eval_inputs  #
 from zsvqa.data import read_json  # noqa: E402
 from zsvqa.errors import InputError  # noqa: E402
 from zsvqa.evaluation import evaluate, read_predictions  # noqa: E402
+from zsvqa.outputs import check_output_dir  # noqa: E402
 
 # Friendly factor names -> the setting they vary.
 FACTORS = {
@@ -157,12 +158,10 @@ def ablate(out: str, grid_file: str | None, factors: tuple[str, ...], categories
     from tqdm import tqdm
 
     configure_logging(verbose=False)
+    check_output_dir(out, "--out")
     grid = read_grid(grid_file, factors)
     inputs = eval_inputs(options)
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "grid.json").write_text(json.dumps(grid, indent=2), encoding="utf-8")
-    # Every variant's config is checked before the first one runs, so a typo fails fast.
+    # Every variant's config is checked before the first one runs (or the folder is made), so a typo fails fast.
     variants = []
     for values in itertools.product(*grid.values()):
         assignment = dict(zip(grid, values))
@@ -170,6 +169,9 @@ def ablate(out: str, grid_file: str | None, factors: tuple[str, ...], categories
         for factor, value in assignment.items():
             overrides.update(variant_overrides(factor, value))
         variants.append((assignment, inputs.config.with_overrides(overrides)))
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "grid.json").write_text(json.dumps(grid, indent=2), encoding="utf-8")
     answer_types = sorted({q.answer_type for q in inputs.dataset.questions if q.answer_type})
     categories = {int(k): v for k, v in read_json(categories_file, "categories").items()} if categories_file else {}
     rows = []

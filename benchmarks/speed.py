@@ -34,6 +34,7 @@ import click
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from zsvqa.cli import _Group, configure_logging  # noqa: E402
+from zsvqa.outputs import check_output_file  # noqa: E402
 
 QUESTIONS = [
     "what is the man riding?",
@@ -169,6 +170,7 @@ def prepare_models(overrides: dict[str, Any], preset_name: str) -> None:
 def speed(preset_name: str, num_captions: int | None, num_patches: int | None, num_questions: int,
           baseline_questions: int, device: str, dtype: str, out: str) -> None:
     """Measure per-stage time, peak memory and the four optimisation ratios."""
+    check_output_file(out, "--out")  # minutes of measuring must not end in an unwritable report
     import numpy as np
     import torch
     from PIL import Image

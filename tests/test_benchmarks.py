@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from synthetic_data import write_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,14 +47,26 @@ def test_ablate_grid_with_tiny_preset(tmp_path) -> None:
     assert entries == 2 * 6
 
 
-def test_ablate_rejects_unknown_factor_before_work(tmp_path) -> None:
+@pytest.mark.parametrize(
+    "script,extra,message",
+    [
+        ("ablate", ["--out", "{tmp}/a", "--factor", "nonsense=1,2"], "unknown setting 'nonsense'"),
+        ("ablate", ["--out", "/proc/a", "--factor", "relevance=gradcam"], "--out '/proc/a' is not writable"),
+        ("ablate", ["--out", "{tmp}/afile/a", "--factor", "relevance=gradcam"], "'{tmp}/afile' is a file"),
+        ("speed", ["--out", "/proc/speed.json"], "--out '/proc/speed.json' is not writable"),
+        ("speed", ["--out", "{tmp}"], "is a folder, not a file"),
+    ],
+)
+def test_benchmark_bad_inputs_fail_before_work(script, extra, message, tmp_path) -> None:
     data = write_dataset(tmp_path / "data")
-    result = run_script(
-        "benchmarks/ablate.py", "--preset", "tiny", "--dataset", "vqav2", "--questions", str(data["questions"]),
-        "--images", str(data["images"]), "--out", str(tmp_path / "a"), "--factor", "nonsense=1,2",
-    )
-    assert result.returncode == 1 and "unknown setting 'nonsense'" in result.stderr
-    assert not (tmp_path / "a" / "variants").exists()
+    (tmp_path / "afile").write_text("a file")
+    extra = [arg.format(tmp=tmp_path) for arg in extra]
+    if script == "ablate":
+        extra = ["--dataset", "vqav2", "--questions", str(data["questions"]), "--images", str(data["images"]), *extra]
+    result = run_script(f"benchmarks/{script}.py", "--preset", "tiny", *extra)
+    assert result.returncode == 1 and message.format(tmp=tmp_path) in result.stderr
+    assert "Traceback" not in result.stderr and "preparing models" not in result.stderr
+    assert not (tmp_path / "a").exists()
 
 
 def test_speed_script_with_tiny_preset(tmp_path) -> None:

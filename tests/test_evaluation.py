@@ -11,14 +11,14 @@ from synthetic_data import CAPTIONS, IMAGE_IDS, QUESTIONS, write_dataset
 from zsvqa.captioning import PatchCaptioner
 from zsvqa.cli import main
 from zsvqa.config import RetrievalConfig, preset
-from zsvqa.data import VQADataset, VQAQuestion, load_dataset, read_captions_file, select
+from zsvqa.data import VQADataset, VQAQuestion, load_dataset, read_captions_file, read_questions, select
 from zsvqa.errors import InputError
 from zsvqa.evaluation import Evaluator, evaluate, read_predictions
 from zsvqa.matching import ImageQuestionMatcher
 from zsvqa.metric import ScoredQuestion, lemmatized_vqa_accuracy, summarize, vqa_accuracy
 from zsvqa.pipeline import Pipeline
 from zsvqa.retrieval import ExemplarRetriever, build_index, training_examples
-from zsvqa.data import read_questions
+
 
 # (prediction, ten human answers, accuracy) worked out by hand from the definition:
 # each of the ten held out in turn scores min(1, matches among the other nine / 3); the ten are averaged.
@@ -319,7 +319,7 @@ def test_evaluator_metrics_hand_worked_with_an_error_counted_as_zero(tmp_path) -
                 raise InputError("the prompt could not be built")
             return SimpleNamespace(
                 answer=stub_answers[item.question], raw_answer=stub_answers[item.question], logprob=-1.0,
-                itm_score=None, captions=item.captions, exemplars=[], timings={}, retrieval_similarity=None,
+                itm_score=None, captions=item.captions, exemplars=[], timings={}, retrieval_similarity=None, cached=[],
             )
 
     captions = {7: ["a dog on a bed"], 8: ["a bus on a road"]}
@@ -333,3 +333,173 @@ def test_evaluator_metrics_hand_worked_with_an_error_counted_as_zero(tmp_path) -
     assert len(records) == 8 and summary.errors == {1004: "the prompt could not be built"}
     assert summary.metrics == {**SUMMARY_BY_HAND, "errors": 1}
     assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == summary.metrics
+CACHE_WRITER = """
+import sys, time
+from pathlib import Path
+from zsvqa.cache import IntermediateCache
+
+path, name, other = sys.argv[1:]
+Path(f"{path}.{name}.ready").touch()
+while not Path(f"{path}.{other}.ready").exists():  # both open the fresh file at once, then write and read
+    time.sleep(0.01)
+cache = IntermediateCache(path)
+for i in range(300):
+    cache.put("captions", {"writer": name, "i": i}, {"captions": [name * 100] * 5})
+    cache.get("captions", {"writer": other, "i": i})
+print(cache.connection.execute("PRAGMA journal_mode").fetchone()[0])
+cache.close()
+"""
+
+
+def test_two_processes_share_one_cache_file(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from zsvqa.cache import IntermediateCache
+
+    path = str(tmp_path / "cache.sqlite")
+    writers = [
+        subprocess.Popen([sys.executable, "-c", CACHE_WRITER, path, name, other], cwd=Path(__file__).parent.parent,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for name, other in (("a", "b"), ("b", "a"))
+    ]
+    for writer in writers:
+        stdout, stderr = writer.communicate(timeout=300)
+        assert writer.returncode == 0 and "locked" not in stderr, stderr[-2000:]
+        assert stdout.strip() == "wal"  # readers never wait on the writer
+    cache = IntermediateCache(path)
+    assert cache.connection.execute("SELECT COUNT(*) FROM entries").fetchone()[0] == 600
+    assert cache.get("captions", {"writer": "b", "i": 299}) == {"captions": ["b" * 100] * 5}
+    cache.close()
+
+
+def test_resume_accepts_the_same_run_spelled_differently_or_moved(data, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    def run_eval(questions: str, annotations: str, images: str, *extra: str):
+        return CliRunner().invoke(main, [
+            "eval", "--preset", "tiny", "--dataset", "vqav2", "--questions", questions, "--annotations", annotations,
+            "--images", images, "--out", "run", "--cache", "cache.sqlite", "--no-progress", "--limit", "3", *extra])
+
+    first = run_eval("data/questions.json", "data/annotations.json", "data/val2014")
+    assert first.exit_code == 0 and "answered 3 questions (0 done earlier)" in first.output, first.output
+    spelled = run_eval("./data/questions.json", str(tmp_path / "data" / "annotations.json"), "data/val2014/")
+    assert spelled.exit_code == 0 and "(3 done earlier)" in spelled.output, spelled.output
+    (tmp_path / "data").rename(tmp_path / "moved")  # the same files elsewhere: the same data
+    moved = run_eval("moved/questions.json", "moved/annotations.json", "moved/val2014")
+    assert moved.exit_code == 0 and "(3 done earlier)" in moved.output, moved.output
+    # Other settings, or other data: refused, naming each difference with its old and new value.
+    other = run_eval("moved/questions.json", "moved/annotations.json", "moved/val2014", "--prompt-exemplars", "1",
+                     "--set", "seed=7")
+    assert other.exit_code == 1 and "Traceback" not in other.output
+    assert "pipeline.prompt.num_exemplars: 8 -> 1; pipeline.seed: 0 -> 7)" in other.output
+    questions = json.loads((tmp_path / "moved" / "questions.json").read_text())
+    questions["questions"][0]["question"] = "What color is the car?"  # as long as "... the bus?"
+    (tmp_path / "moved" / "questions.json").write_text(json.dumps(questions))
+    edited = run_eval("moved/questions.json", "moved/annotations.json", "moved/val2014")
+    assert edited.exit_code == 1 and "(data.questions.sha256: '" in edited.output  # by content, not size
+
+
+def test_setting_differences_name_each_setting_and_accept_path_spellings(tmp_path, monkeypatch) -> None:
+    from zsvqa.evaluation import setting_differences
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "index").mkdir()
+    old = {"pipeline": {"retrieval": {"index": "index", "n_shot": 16}, "seed": 0}}
+    assert setting_differences(old, {"pipeline": {"retrieval": {"index": f"{tmp_path}/index/", "n_shot": 16}, "seed": 0}}) == []
+    new = {"pipeline": {"retrieval": {"index": "other", "n_shot": 8}, "seed": 0}, "data": {"limit": 5}}
+    assert setting_differences(old, new) == [
+        "data: None -> {'limit': 5}", "pipeline.retrieval.index: 'index' -> 'other'", "pipeline.retrieval.n_shot: 16 -> 8"
+    ]
+
+
+def test_retried_errors_leave_one_line_per_question(data, tmp_path) -> None:
+    image = data["images"] / f"COCO_val2014_{IMAGE_IDS[1]:012d}.jpg"
+    good = image.read_bytes()
+    image.write_bytes(b"garbage")
+    args = eval_args(data, tmp_path / "run")
+
+    def lines() -> list[dict]:
+        return [json.loads(line) for line in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+
+    for _ in range(2):  # the second run retries the two failed questions, and they fail again
+        assert CliRunner().invoke(main, args).exit_code == 0
+        assert len(lines()) == 6 and sum("error" in r for r in lines()) == 2
+    image.write_bytes(good)
+    fixed = CliRunner().invoke(main, args)
+    assert fixed.exit_code == 0 and "answered 2 questions (4 done earlier)" in fixed.output, fixed.output
+    ids = [r["question_id"] for r in lines()]
+    assert sorted(ids) == sorted(IMAGE_IDS[i] * 1000 + n for n, (i, *_) in enumerate(QUESTIONS))
+    assert not any("error" in r for r in lines())
+
+
+def test_second_writer_is_refused_and_a_rerun_after_kill_9_equals_an_uninterrupted_run(data, tmp_path) -> None:
+    """A real crash: `run.py eval` killed with SIGKILL once answers are on disk. While it is stopped, a second eval
+    into its folder is refused, naming its pid; once it is killed its lock is gone and a rerun finishes the run
+    with what an uninterrupted run gives."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    predictions = out / "predictions.jsonl"
+    first = subprocess.Popen([sys.executable, "run.py", *eval_args(data, out)], cwd=Path(__file__).parent.parent,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not (predictions.exists() and predictions.read_bytes().count(b"\n") >= 1):
+        assert first.poll() is None, first.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    first.send_signal(signal.SIGSTOP)  # frozen mid-run, holding its lock
+    try:
+        written = predictions.read_bytes().count(b"\n")
+        assert written < 6, "the run finished before it could be stopped: nothing was tested"
+        second = CliRunner().invoke(main, eval_args(data, out))
+        assert second.exit_code == 1 and f"is in use by another run (pid {first.pid})" in second.output, second.output
+    finally:
+        first.kill()
+        first.wait()
+    assert first.returncode == -signal.SIGKILL
+    resumed = CliRunner().invoke(main, eval_args(data, out))
+    assert resumed.exit_code == 0 and f"answered {6 - written} questions ({written} done earlier)" in resumed.output
+    whole = tmp_path / "whole" / "run"  # its own cache, in tmp_path/whole
+    assert CliRunner().invoke(main, eval_args(data, whole)).exit_code == 0
+    for name in ("results.json", "metrics.json"):
+        assert json.loads((out / name).read_text()) == json.loads((whole / name).read_text())
+    resumed_records, whole_records = read_predictions(predictions), read_predictions(whole / "predictions.jsonl")
+    assert len(predictions.read_text().splitlines()) == len(resumed_records) == 6
+    ids = sorted(whole_records)
+    assert sorted(resumed_records) == ids
+    for fields in [("answer", "raw_answer", "num_captions", "num_exemplars"), ("accuracy", "itm_score", "logprob")]:
+        resumed_values = [resumed_records[q][k] for q in ids for k in fields]
+        assert resumed_values == pytest.approx([whole_records[q][k] for q in ids for k in fields])
+
+
+def test_cached_stages_are_timed_zero_and_named(data, tmp_path) -> None:
+    """A prompt-only variant reads the vision stages from the cache: it must not report their original time."""
+    from zsvqa.cache import IntermediateCache
+
+    dataset = load_dataset("vqav2", data["questions"], data["annotations"], data["images"])
+    cache = tmp_path / "cache.sqlite"
+    evaluate(preset("tiny"), dataset, tmp_path / "a", cache_path=cache, progress=False)
+    changed = preset("tiny").with_overrides({"prompt.num_exemplars": "2"})
+    evaluate(changed, dataset, tmp_path / "b", cache_path=cache, progress=False)
+    vision = ["captioning", "image_features", "relevance"]
+    assert not any("cached" in r for r in read_predictions(tmp_path / "a" / "predictions.jsonl").values())
+    assert all(set(vision) <= set(r["cached"]) for r in read_predictions(tmp_path / "b" / "predictions.jsonl").values())
+    image, question = dataset.image_paths[IMAGE_IDS[0]], QUESTIONS[0][1]
+    fresh = Pipeline(preset("tiny"), IntermediateCache(tmp_path / "fresh.sqlite")).caption_image(image, [question])[0]
+    assert fresh.cached == [] and fresh.timings["captioning"] > 0
+    pipeline = Pipeline(changed, IntermediateCache(cache))
+    hit = pipeline.caption_image(image, [question])[0]
+    assert hit.cached == vision and hit.timings == dict.fromkeys(vision, 0.0) and hit.captions == fresh.captions
+    result = pipeline.answer_captioned(hit, image=image)
+    assert set(vision) <= set(result.cached) and result.timings["answer"] > 0
+    assert all(result.timings[stage] == 0.0 for stage in result.cached)
+    # The text side (candidates, synthetic questions) from the cache is named the same way.
+    Pipeline(preset("tiny"), IntermediateCache(cache))._text_side(CAPTIONS[42], {})
+    timings: dict[str, float] = {}
+    cached: list[str] = []
+    Pipeline(changed, IntermediateCache(cache))._text_side(CAPTIONS[42], timings, cached)
+    assert cached == ["candidates", "question_generation"] and timings == dict.fromkeys(cached, 0.0)

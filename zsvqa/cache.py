@@ -1,7 +1,8 @@
 """A disk cache for expensive intermediates (captions, synthetic QA pairs), keyed by everything they depend on.
 
 Keys are hashes of JSON descriptions (settings, image file identity, question), so runs that change only
-the prompt or the answerer reuse the captions of earlier runs. One SQLite file: safe to interrupt.
+the prompt or the answerer reuse the captions of earlier runs. One SQLite file: safe to interrupt, and shared by
+concurrent runs (write-ahead log: readers never wait, a writer waits its turn up to BUSY_TIMEOUT_S).
 """
 
 from __future__ import annotations
@@ -12,8 +13,12 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from zsvqa.errors import InputError
+
 # Bumped when what a cached value means changes, so old entries are never misread.
 FORMAT = 1
+# A write holds the lock for one small insert; waiting this long means something else is wrong.
+BUSY_TIMEOUT_S = 60.0
 
 
 def file_identity(path: str | Path) -> dict[str, Any]:
@@ -26,10 +31,21 @@ def file_identity(path: str | Path) -> dict[str, Any]:
 class IntermediateCache:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.connection = sqlite3.connect(self.path)
-        self.connection.execute("CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, kind TEXT, value TEXT)")
-        self.connection.commit()
+        if self.path.is_dir():
+            raise InputError(f"cache {str(self.path)!r} is a folder; give a file path for --cache, or --no-cache")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
+            self.connection.execute("PRAGMA journal_mode=WAL")
+            self.connection.execute("PRAGMA synchronous=NORMAL")  # with WAL, still safe against a crash
+            self.connection.execute("CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, kind TEXT, value TEXT)")
+            self.connection.commit()
+        except (OSError, sqlite3.DatabaseError) as error:
+            if hasattr(self, "connection"):
+                self.connection.close()
+            raise InputError(
+                f"cache {str(self.path)!r} cannot be used as an SQLite cache ({error}); give another --cache, or --no-cache"
+            ) from error
         self.misses = 0  # lookups that found nothing: how tests see what was recomputed
 
     @staticmethod

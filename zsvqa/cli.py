@@ -14,6 +14,7 @@ import click
 from zsvqa.config import PRESETS, PipelineConfig
 from zsvqa.data import VQADataset
 from zsvqa.errors import InputError, ZsvqaError
+from zsvqa.outputs import check_output_dir, check_output_file
 
 # CLI option -> dotted config key; shared by every command that builds a pipeline.
 MODEL_OPTIONS: list[tuple[str, str, Any, str]] = [
@@ -139,18 +140,24 @@ def ask(
     caption_list = read_captions(captions, captions_file)
     if image and caption_list:
         raise InputError("give either --image or captions, not both")
-    if save_heatmap and not image:
-        raise InputError("--save-heatmap needs --image")
-    pipeline = Pipeline.from_preset(preset_name, overrides)
-    result = pipeline.answer(question, caption_list, image)
     if save_heatmap:
-        from zsvqa.heatmap import save_heatmap as draw
+        from zsvqa.heatmap import save_heatmap as draw, supported_formats
+
+        if not image:
+            raise InputError("--save-heatmap needs --image")
+        check_output_file(save_heatmap, "--save-heatmap", supported_formats())
+    pipeline = Pipeline.from_preset(preset_name, overrides)
+    if save_heatmap and pipeline.config.captioner.relevance != "gradcam":
+        raise InputError("--save-heatmap needs a relevance map: use --relevance gradcam")
+    result = pipeline.answer(question, caption_list, image)
+    echo_result(result, as_json)  # first: a failure to write the heatmap must not lose the answer
+    if save_heatmap:
         from zsvqa.images import load_image
 
-        if result.relevance is None:
-            raise InputError("--save-heatmap needs a relevance map: use --relevance gradcam")
-        draw(load_image(image), result.relevance, save_heatmap, title=result.question)
-    echo_result(result, as_json)
+        try:
+            draw(load_image(image), result.relevance, save_heatmap, title=result.question)
+        except OSError as error:
+            raise InputError(f"the heatmap could not be written to {save_heatmap!r}: {error}") from error
 
 
 def echo_result(result: Any, as_json: bool) -> None:
@@ -205,8 +212,9 @@ class EvalInputs:
 
 def eval_inputs(options: dict[str, Any]) -> EvalInputs:
     """Reads and checks the data named by DATASET_OPTIONS and MODEL_OPTIONS, before any work starts."""
+    from zsvqa.cache import IntermediateCache
     from zsvqa.config import preset
-    from zsvqa.data import load_dataset, read_captions_file
+    from zsvqa.data import file_fingerprint, load_dataset, read_captions_file
     from zsvqa.evaluation import default_cache_path
 
     preset_name = options.pop("preset")
@@ -217,6 +225,9 @@ def eval_inputs(options: dict[str, Any]) -> EvalInputs:
     if options["exemplars"]:
         overrides.setdefault("prompt.exemplars", "retrieved")
     config = preset(preset_name).with_overrides(overrides)
+    cache_path = None if options["no_cache"] else Path(options["cache"] or default_cache_path())
+    if cache_path is not None:
+        IntermediateCache(cache_path).close()  # a folder or a non-SQLite file fails here, before the data is read
     captions = read_captions_file(options["captions"]) if options["captions"] else None
     if captions is None and not options["images"]:
         raise InputError("--images is required (or give precomputed --captions)")
@@ -227,15 +238,21 @@ def eval_inputs(options: dict[str, Any]) -> EvalInputs:
         options["images"] if keep_images else None,
         options["limit"], options["question_ids"], options["split_by_image"], config.seed,
     )
-    keys = ("questions", "annotations", "images", "captions", "limit", "question_ids", "split_by_image")
+    # The run's data by content, so a rerun resumes whatever path spells it (./q.json, val2014/, a moved folder).
+    # The image files are left out: the questions fix which images; the folder may move, and a corrupt image may be
+    # replaced and its questions retried, without making another run (hashing 40k COCO images would cost minutes).
+    files = {key: file_fingerprint(options[key]) if options[key] else None
+             for key in ("questions", "annotations", "captions", "question_ids")}
+    description = {**files, "with_images": bool(dataset.image_paths),
+                   **{key: options[key] for key in ("limit", "split_by_image")}}
     return EvalInputs(
         config=config,
         dataset=dataset,
         captions=captions,
         lemmatized=options["lemmatized"],
-        cache_path=None if options["no_cache"] else Path(options["cache"] or default_cache_path()),
+        cache_path=cache_path,
         progress=not options["no_progress"],
-        description={key: options[key] for key in keys},
+        description=description,
     )
 
 
@@ -246,6 +263,7 @@ def evaluate_command(out: str, **options: Any) -> None:
     """Evaluate on a VQAv2 or OK-VQA split; a rerun of the same command resumes."""
     from zsvqa.evaluation import evaluate
 
+    check_output_dir(out, "--out")
     inputs = eval_inputs(options)
     summary = evaluate(
         inputs.config, inputs.dataset, out, inputs.captions, inputs.lemmatized, inputs.cache_path,
@@ -282,6 +300,7 @@ def index(questions: str, annotations: str, captions_path: str | None, images_di
     from zsvqa.data import read_captions_file, read_questions
     from zsvqa.retrieval import build_index, training_examples
 
+    check_output_dir(out, "--out")
     overrides = {"retrieval.embedding_model": embedding_model, "retrieval.image_embedding_model": image_embedding_model}
     config = preset_config(preset).with_overrides({k: v for k, v in overrides.items() if v is not None}).retrieval
     captions = read_captions_file(captions_path) if captions_path else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
@@ -196,6 +197,15 @@ def load_dataset(
             )
         image_paths = {q.image_id: available[q.image_id] for q in questions}
     return VQADataset(name, questions, image_paths, annotated=annotations_path is not None)
+
+
+def file_fingerprint(path: str | Path) -> dict[str, Any]:
+    """A file by what it holds (size and SHA-256), so the same data given by another path is the same data."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"size": Path(path).stat().st_size, "sha256": digest.hexdigest()}
 
 
 def read_captions_file(path: str | Path) -> dict[int, list[str]]:

@@ -16,6 +16,7 @@ from tqdm import tqdm
 from zsvqa.data import VQADataset, VQAQuestion
 from zsvqa.errors import InputError
 from zsvqa.metric import ScoredQuestion, lemmatized_vqa_accuracy, summarize, vqa_accuracy
+from zsvqa.outputs import check_output_dir, locked_run_folder, write_atomic
 from zsvqa.pipeline import Pipeline, QuestionCaptions
 
 log = logging.getLogger(__name__)
@@ -56,27 +57,57 @@ def read_predictions(path: Path) -> dict[int, dict[str, Any]]:
     return done
 
 
-def drop_partial_last_line(path: Path) -> None:
-    """Cut a last line that a crash left without its newline, so the next record starts on a line of its own."""
-    if not path.exists() or path.stat().st_size == 0:
-        return
-    with path.open("rb+") as handle:
-        data = handle.read()
-        if not data.endswith(b"\n"):
-            handle.truncate(data.rfind(b"\n") + 1)
+def compact_predictions(path: Path) -> dict[int, dict[str, Any]]:
+    """The finished questions; the file is rewritten to hold exactly them, one line each, when it holds anything
+    else: failed records (redone now), records a retry superseded, a line a crash cut off."""
+    done = read_predictions(path)
+    if path.exists():
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if text.count("\n") != len(done) or not text.endswith("\n") and text:
+            write_atomic(path, "".join(json.dumps(record) + "\n" for record in done.values()))
+    return done
+
+
+def _same_setting(old: Any, new: Any) -> bool:
+    """Equal, or two spellings of one existing path (models/m and ./models/m/)."""
+    if old == new:
+        return True
+    if isinstance(old, str) and isinstance(new, str) and os.path.exists(old) and os.path.exists(new):
+        return os.path.samefile(old, new)
+    return False
+
+
+def setting_differences(old: Any, new: Any, name: str = "") -> list[str]:
+    """'key: old -> new' for each dotted setting that differs between two nested dicts."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [
+            difference
+            for key in sorted(set(old) | set(new), key=str)
+            for difference in setting_differences(old.get(key), new.get(key), f"{name}.{key}" if name else str(key))
+        ]
+    if _same_setting(old, new):
+        return []
+    if name.endswith("sha256") and old and new:  # twelve hex digits tell two files apart; 64 only crowd the line
+        old, new = f"{old[:12]}...", f"{new[:12]}..."
+    return [f"{name}: {old!r} -> {new!r}"]
 
 
 def _check_run_config(out_dir: Path, run_config: dict[str, Any]) -> None:
     """A rerun resumes only the same run: mixing answers from another configuration would corrupt the metrics."""
     path = out_dir / CONFIG_FILE
     if path.exists():
-        earlier = json.loads(path.read_text(encoding="utf-8"))
-        if earlier.get("pipeline") != run_config["pipeline"] or earlier.get("data") != run_config["data"]:
+        try:
+            earlier = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise InputError(f"{str(path)!r} is not valid JSON ({error}); give another --out") from error
+        kept = ("pipeline", "data")
+        differences = setting_differences({k: earlier.get(k) for k in kept}, {k: run_config[k] for k in kept})
+        if differences:
             raise InputError(
-                f"{str(out_dir)!r} holds a run with other settings or data; resume it with the same command, "
-                "or give another --out"
+                f"{str(out_dir)!r} holds a run with other settings or data ({'; '.join(differences)}); "
+                "resume it with the same settings, or give another --out"
             )
-    path.write_text(json.dumps(run_config, indent=2), encoding="utf-8")
+    write_atomic(path, json.dumps(run_config, indent=2))
 
 
 def score_question(question: VQAQuestion, answer: str, lemmatized: bool) -> float:
@@ -101,18 +132,22 @@ class Evaluator:
             raise InputError("give the images folder (--images), or precomputed captions (--captions)")
         self.pipeline = pipeline
         self.dataset = dataset
-        self.out_dir = Path(out_dir)
+        self.out_dir = check_output_dir(out_dir, "run folder")
         self.captions = captions
         self.lemmatized = lemmatized
         self.data_description = data_description or {}
 
     def run(self, progress: bool = True, on_answer: Callable[[dict[str, Any]], None] | None = None) -> EvalSummary:
+        """Answer what the folder lacks; one writer at a time (a second is refused naming the first's pid)."""
         start = time.perf_counter()
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        with locked_run_folder(self.out_dir):
+            return self._run(progress, on_answer, start)
+
+    def _run(self, progress: bool, on_answer: Callable[[dict[str, Any]], None] | None, start: float) -> EvalSummary:
         _check_run_config(self.out_dir, self._run_config())
         predictions_path = self.out_dir / PREDICTIONS_FILE
-        drop_partial_last_line(predictions_path)
-        done = read_predictions(predictions_path)
+        done = compact_predictions(predictions_path)
         wanted = {q.question_id for q in self.dataset.questions}
         resumed = len(wanted & set(done))
         accuracies = [r["accuracy"] for qid, r in done.items() if qid in wanted and r.get("accuracy") is not None]
@@ -173,7 +208,8 @@ class Evaluator:
                     itm_score=result.itm_score,
                     num_captions=len(result.captions),
                     num_exemplars=len(result.exemplars),
-                    seconds=round(sum(result.timings.values()), 4),
+                    seconds=round(sum(result.timings.values()), 4),  # cached stages count 0: not spent here
+                    **({"cached": result.cached} if result.cached else {}),
                     **({"similarity": result.retrieval_similarity} if result.retrieval_similarity else {}),
                 )
             )
@@ -196,7 +232,7 @@ class Evaluator:
     def _write_results(self, records: list[dict[str, Any]]) -> None:
         """The official submission format."""
         results = [{"question_id": r["question_id"], "answer": r["answer"]} for r in records]
-        (self.out_dir / RESULTS_FILE).write_text(json.dumps(results), encoding="utf-8")
+        write_atomic(self.out_dir / RESULTS_FILE, json.dumps(results))
 
     def _write_metrics(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         questions = {q.question_id: q for q in self.dataset.questions}
@@ -212,7 +248,7 @@ class Evaluator:
         name = "okvqa-lemmatized-accuracy (Img2LLM variant, not official)" if self.lemmatized else "vqa-accuracy"
         metrics = summarize(scored, name)
         metrics["errors"] = sum(1 for r in records if r.get("error"))
-        (self.out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+        write_atomic(self.out_dir / METRICS_FILE, json.dumps(metrics, indent=2))
         return metrics
 
     def _run_config(self) -> dict[str, Any]:

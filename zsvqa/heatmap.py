@@ -8,6 +8,13 @@ import numpy as np
 from PIL import Image
 
 
+def supported_formats() -> set[str]:
+    """The file suffixes matplotlib can write (png, jpg, pdf, svg ...): checked before the pipeline runs."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return set(FigureCanvasBase.get_supported_filetypes())
+
+
 def save_heatmap(image: Image.Image, relevance: list[list[float]], path: str | Path, title: str = "") -> Path:
     """Write a PNG of `image` with the patch relevance (rows x columns) overlaid."""
     import matplotlib

@@ -51,6 +51,7 @@ class VQAResult:
     warning: str | None = None
     choice_scores: dict[str, float] | None = None  # with answerer.selection score / calibrated
     retrieval_similarity: str | None = None  # with retrieved exemplars: "question+image" or "question"
+    cached: list[str] = field(default_factory=list)  # stages read from the disk cache, timed 0: not spent here
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -67,6 +68,7 @@ class QuestionCaptions:
     generated: int = 0  # captions decoded, duplicates and filtered ones included
     filtered_out: int = 0  # decoded captions the ITM filter rejected
     timings: dict[str, float] = field(default_factory=dict)
+    cached: list[str] = field(default_factory=list)  # stages read from the disk cache
 
 
 @contextlib.contextmanager
@@ -169,7 +171,7 @@ class Pipeline:
     ) -> VQAResult:
         """The text half on the vision half's output; `image` serves image-similarity exemplar retrieval."""
         result = self.answer_from_captions(
-            captioned.question, captioned.captions, dict(captioned.timings), exemplars, image
+            captioned.question, captioned.captions, dict(captioned.timings), exemplars, image, list(captioned.cached)
         )
         result.itm_score, result.relevance = captioned.itm_score, captioned.relevance
         return result
@@ -182,12 +184,12 @@ class Pipeline:
         if self.cache is None or isinstance(image, Image.Image):
             return self._caption_image(image, questions)
         descriptions = {q: self._vision_description(image, q) for q in questions}
-        cached = {q: self.cache.get("captions", d) for q, d in descriptions.items()}
-        missing = [q for q in dict.fromkeys(questions) if cached[q] is None]
-        for fresh in self._caption_image(image, missing) if missing else []:
-            cached[fresh.question] = dataclasses.asdict(fresh)
-            self.cache.put("captions", descriptions[fresh.question], cached[fresh.question])
-        return [QuestionCaptions(**cached[q]) for q in questions]
+        stored = {q: self.cache.get("captions", d) for q, d in descriptions.items()}
+        missing = [q for q in dict.fromkeys(questions) if stored[q] is None]
+        fresh = {c.question: c for c in self._caption_image(image, missing)} if missing else {}
+        for question, captioned in fresh.items():
+            self.cache.put("captions", descriptions[question], dataclasses.asdict(captioned))
+        return [fresh[q] if q in fresh else _cache_hit(stored[q]) for q in questions]
 
     def _vision_description(self, image: str | Path, question: str) -> dict[str, Any]:
         """Everything a question's captions depend on."""
@@ -255,9 +257,10 @@ class Pipeline:
         timings: dict[str, float],
         exemplars: list[QAExemplar] | None = None,
         image: str | Path | Image.Image | None = None,
+        cached: list[str] | None = None,
     ) -> VQAResult:
         """The text half: candidates, exemplars, prompt, answer. `exemplars` replaces the configured ones; `image`
-        (when given) adds image similarity to exemplar retrieval.
+        (when given) adds image similarity to exemplar retrieval; `cached` names stages read from the disk cache.
 
         With retrieved exemplars and `retrieval.n_ensemble` > 1, each block of exemplars gets its own prompt and
         the answer with the highest log-probability wins (PICa's ensemble).
@@ -265,7 +268,8 @@ class Pipeline:
         torch.manual_seed(self.config.seed)
         captions = [c for c in (clean_caption(c) for c in captions) if c]
         builder, answerer = self.prompt_builder, self.answerer  # loaded before any clock starts
-        candidates, synthetic = self._text_side(captions, timings)
+        cached = list(cached or [])
+        candidates, synthetic = self._text_side(captions, timings, cached)
         settings = self.config.prompt
         leading: list[QAExemplar] = []
         similarity = None
@@ -309,9 +313,12 @@ class Pipeline:
             warning=self.warning,
             choice_scores=answer.choice_scores,
             retrieval_similarity=similarity,
+            cached=cached,
         )
 
-    def _text_side(self, captions: list[str], timings: dict[str, float]) -> tuple[list[AnswerCandidate], SyntheticQA]:
+    def _text_side(
+        self, captions: list[str], timings: dict[str, float], cached: list[str] | None = None
+    ) -> tuple[list[AnswerCandidate], SyntheticQA]:
         key = tuple(captions)
         if key in self._text_side_cache:
             self._text_side_cache.move_to_end(key)
@@ -335,6 +342,11 @@ class Pipeline:
             synthetic = SyntheticQA(
                 [QAExemplar(**e) for e in stored["exemplars"]], [QAExemplar(**e) for e in stored["yes_no"]]
             )
+            for stage, used in (("candidates", needs_candidates), ("question_generation", needs_exemplars)):
+                if used:
+                    timings[stage] = 0.0
+                    if cached is not None:
+                        cached.append(stage)
         else:
             if needs_candidates:
                 extractor = self.candidate_extractor  # loaded before the clock starts
@@ -354,6 +366,12 @@ class Pipeline:
         if len(self._text_side_cache) > 16:
             self._text_side_cache.popitem(last=False)
         return candidates, synthetic
+
+
+def _cache_hit(stored: dict[str, Any]) -> QuestionCaptions:
+    """Captions an earlier run made: their stages cost nothing now, so they are timed 0 and named as cached."""
+    stages = sorted(stored.get("timings", {}))
+    return QuestionCaptions(**{**stored, "timings": dict.fromkeys(stages, 0.0), "cached": stages})
 
 
 def _check_captions(captions: list[str] | None) -> list[str]:
