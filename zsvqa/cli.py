@@ -108,9 +108,13 @@ def configure_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(message)s")
     if not verbose:
         import transformers
+        from huggingface_hub.utils import logging as hub_logging
 
         transformers.logging.set_verbosity_error()
         transformers.logging.disable_progress_bar()
+        # The hub client's retry and connection warnings; a failed load still ends in one clear error.
+        hub_logging.set_verbosity_error()
+        logging.getLogger("urllib3").setLevel(logging.ERROR)
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
