@@ -1,12 +1,14 @@
 """CLI behaviour with the tiny preset (fast) and configuration presets / overrides."""
 
 import json
+import re
+import typing
 
 import pytest
 from click.testing import CliRunner
 
 from zsvqa.cli import main
-from zsvqa.config import PRESETS, preset
+from zsvqa.config import MINIMUMS, PRESETS, PipelineConfig, preset
 from zsvqa.errors import InputError
 
 
@@ -35,12 +37,40 @@ def test_ask_json_with_tiny_preset(tmp_path) -> None:
         (["-q", "why?", "-c", "x", "--set", "answerer.nope=1"], "unknown setting 'answerer.nope'"),
         (["-q", "why?", "-c", "x", "--set", "captioner.num_patches=many"], "cannot take the value"),
         (["-q", "why?", "-c", "x", "--answerer-model", "/no/such/dir"], "no such file or directory"),
+        # Ranges, checked by PipelineConfig.validate before any model loads.
+        (["-q", "why?", "-c", "x", "--set", "prompt.num_exemplars=-3"], "prompt.num_exemplars must be at least 0"),
+        (["-q", "why?", "-c", "x", "--prompt-captions", "-1"], "prompt.num_captions must be at least 0"),
+        (["-q", "why?", "-c", "x", "--caption-filter", "2.0"], "captioner.filter_threshold is an ITM probability"),
+        (["-q", "why?", "-c", "x", "--set", "captioner.filter_threshold=-0.1"], "filter_threshold must be at least 0"),
+        (["-q", "why?", "-c", "x", "--set", "captioner.top_k=0"], "captioner.top_k must be at least 1"),
+        (["-q", "why?", "-c", "x", "--set", "matcher.batch_size=-2"], "matcher.batch_size must be at least 1"),
+        (["-q", "why?", "-c", "x", "--set", "question_gen.batch_size=0"], "question_gen.batch_size must be at least 1"),
+        (["-q", "why?", "-c", "x", "--seed", "-1"], "seed must be at least 0"),
+        # Limits that depend on the model: checked when it loads (tiny images are 4x4 patches, 2 text layers).
+        (["-q", "why?", "--image", "IMAGE", "--num-patches", "17"], "captioner.num_patches (17) exceeds the 16 patches"),
+        (["-q", "why?", "--image", "IMAGE", "--set", "matcher.gradcam_layer=5"], "matcher.gradcam_layer must be in 0..1"),
+        # Models: an empty local directory, and a hub id while the hub is unreachable (HF_HUB_OFFLINE=1 here).
+        (["-q", "why?", "-c", "x", "--answerer-model", "EMPTY"], "is empty: it lacks config.json and weights"),
+        (["-q", "why?", "-c", "x", "--answerer-model", "no-org/no-model"], "the Hugging Face hub is unreachable"),
+        (["-q", "why?", "-c", "x", "--exemplars", "EMPTY"], "is not an exemplar index"),
     ],
 )
-def test_ask_errors_are_one_clear_line(args: list[str], message: str) -> None:
-    out = run("ask", "--preset", "tiny", *args)
+def test_ask_errors_are_one_clear_line(args: list[str], message: str, tmp_path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(tmp_path / "photo.png")
+    (tmp_path / "empty").mkdir()
+    places = {"IMAGE": str(tmp_path / "photo.png"), "EMPTY": str(tmp_path / "empty")}
+    out = run("ask", "--preset", "tiny", *[places.get(a, a) for a in args])
     assert out.exit_code == 1
-    assert message in out.output and "Traceback" not in out.output
+    assert_one_error_line(out.output, message)
+
+
+def assert_one_error_line(output: str, message: str) -> None:
+    """The output ends with one 'Error:' line holding the message, and holds no traceback."""
+    errors = [line for line in output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and message in errors[0], output
+    assert output.rstrip().endswith(errors[0]) and "Traceback" not in output
 
 
 def test_captions_file_json_and_bad_json(tmp_path) -> None:
@@ -76,6 +106,46 @@ def test_overrides_coerce_types_and_validate() -> None:
         preset("offline").with_overrides({"answerer.kind": "magic"})
     with pytest.raises(InputError, match="fid"):
         preset("offline").with_overrides({"answerer.kind": "fid"})
+
+
+def numeric_settings() -> list[str]:
+    """Every dotted setting whose type is a number (int or float, optional or not; bool is not a number)."""
+    settings = []
+    for key in preset("offline").to_flat_dict():
+        section, _, name = key.rpartition(".")
+        owner = type(getattr(preset("offline"), section)) if section else PipelineConfig
+        kinds = typing.get_args(typing.get_type_hints(owner)[name]) or (typing.get_type_hints(owner)[name],)
+        if int in kinds or float in kinds:
+            settings.append(key)
+    return settings
+
+
+def test_every_numeric_setting_has_a_range() -> None:
+    keys = numeric_settings()
+    assert len(keys) == len(MINIMUMS) + 1 and "captioner.filter_threshold" in keys  # + vision_layer_norm_eps
+    for key in keys:
+        assert key in MINIMUMS or key == "vision_layer_norm_eps"
+        with pytest.raises(InputError, match=re.escape(key)):
+            preset("offline").with_overrides({key: -1})
+        # The least allowed value is accepted (min_length must not exceed max_length).
+        if key in MINIMUMS:
+            least = {key: str(MINIMUMS[key]), **({"captioner.min_length": "0"} if key == "captioner.max_length" else {})}
+            assert preset("offline").with_overrides(least).to_flat_dict()[key] == MINIMUMS[key]
+
+
+def test_settings_are_type_checked() -> None:
+    with pytest.raises(InputError, match="captioner.num_patches must be int; got 2.5"):
+        preset("offline").with_overrides({"captioner.num_patches": 2.5})
+    with pytest.raises(InputError, match="prompt.yes_no_exemplars must be bool; got 1"):
+        preset("offline").with_overrides({"prompt.yes_no_exemplars": 1})
+    with pytest.raises(InputError, match="seed must be int; got True"):
+        PipelineConfig(seed=True).validate()
+    with pytest.raises(InputError, match="captioner must be a CaptionerConfig"):
+        PipelineConfig(captioner={"num_patches": 3}).validate()
+    with pytest.raises(InputError, match="answerer.max_prompt_tokens must be int or none"):
+        preset("offline").with_overrides({"answerer.max_prompt_tokens": 12.5})
+    # An int is a float setting too.
+    assert preset("offline").with_overrides({"captioner.filter_threshold": 1}).captioner.filter_threshold == 1
 
 
 def test_pica_needs_an_exemplar_index() -> None:

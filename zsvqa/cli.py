@@ -66,6 +66,17 @@ def overrides_from(options: dict[str, Any]) -> dict[str, Any]:
     return overrides
 
 
+def add_retrieval(
+    overrides: dict[str, Any], index: str | None, n_shot: int | None = None, n_ensemble: int | None = None
+) -> None:
+    """--exemplars, --n-shot and --n-ensemble as overrides; an index means retrieved exemplars unless told otherwise."""
+    for key, value in [("retrieval.index", index), ("retrieval.n_shot", n_shot), ("retrieval.n_ensemble", n_ensemble)]:
+        if value is not None:
+            overrides[key] = value
+    if index:
+        overrides.setdefault("prompt.exemplars", "retrieved")
+
+
 def read_captions(captions: tuple[str, ...], captions_file: str | None) -> list[str]:
     found = list(captions)
     if captions_file:
@@ -124,6 +135,7 @@ def configure_logging(verbose: bool) -> None:
 @click.option("--captions-file", type=str, help="captions, one per line, or a JSON list")
 @click.option("--image", "-i", type=str, help="the image (any format PIL reads); captions are then generated")
 @click.option("--save-heatmap", type=str, help="with --image: write the question's patch relevance as a PNG")
+@click.option("--exemplars", help="exemplar index from `run.py index`: PICa-style retrieved exemplars")
 @click.option("--json", "as_json", is_flag=True, help="print the whole result as JSON")
 @model_options
 def ask(
@@ -132,6 +144,7 @@ def ask(
     captions_file: str | None,
     image: str | None,
     save_heatmap: str | None,
+    exemplars: str | None,
     as_json: bool,
     **options: Any,
 ) -> None:
@@ -140,6 +153,7 @@ def ask(
 
     preset_name = options.pop("preset")
     overrides = overrides_from(options)
+    add_retrieval(overrides, exemplars)
     caption_list = read_captions(captions, captions_file)
     if image and caption_list:
         raise InputError("give either --image or captions, not both")
@@ -215,11 +229,7 @@ def eval_inputs(options: dict[str, Any]) -> EvalInputs:
 
     preset_name = options.pop("preset")
     overrides = overrides_from(options)
-    for option, key in [("exemplars", "retrieval.index"), ("n_shot", "retrieval.n_shot"), ("n_ensemble", "retrieval.n_ensemble")]:
-        if options[option] is not None:
-            overrides[key] = options[option]
-    if options["exemplars"]:
-        overrides.setdefault("prompt.exemplars", "retrieved")
+    add_retrieval(overrides, options["exemplars"], options["n_shot"], options["n_ensemble"])
     config = preset(preset_name).with_overrides(overrides)
     captions = read_captions_file(options["captions"]) if options["captions"] else None
     if captions is None and not options["images"]:
