@@ -224,7 +224,7 @@ class EvalInputs:
 def eval_inputs(options: dict[str, Any]) -> EvalInputs:
     """Reads and checks the data named by DATASET_OPTIONS and MODEL_OPTIONS, before any work starts."""
     from zsvqa.config import preset
-    from zsvqa.data import load_dataset, read_captions_file
+    from zsvqa.data import check_captions_cover, load_dataset, read_captions_file
     from zsvqa.evaluation import default_cache_path
 
     preset_name = options.pop("preset")
@@ -241,6 +241,8 @@ def eval_inputs(options: dict[str, Any]) -> EvalInputs:
         options["images"] if keep_images else None,
         options["limit"], options["question_ids"], options["split_by_image"], config.seed,
     )
+    if captions is not None:
+        check_captions_cover(dataset.questions, captions, repr(options["captions"]))
     keys = ("questions", "annotations", "images", "captions", "limit", "question_ids", "split_by_image")
     return EvalInputs(
         config=config,
