@@ -155,3 +155,41 @@ def test_pica_needs_an_exemplar_index() -> None:
         Pipeline.from_preset("pica")
     out = run("ask", "--preset", "pica", "-q", "what?", "-c", "a dog")
     assert out.exit_code == 1 and "--exemplars DIR" in out.output
+
+
+def test_python_api_checks_argument_types() -> None:
+    """A string of captions is one caption, never its characters; other wrong types are a clear TypeError."""
+    from PIL import Image
+
+    from zsvqa import Pipeline, ask
+
+    result = ask("what animal is it?", "a brown dog", preset_name="tiny", prompt__num_exemplars=0)
+    assert result.all_captions == ["a brown dog"] and result.captions == ["a brown dog"]
+    pipeline = Pipeline.from_preset("tiny", {"prompt.num_exemplars": "0"})
+    assert pipeline.answer("what?", ("a dog", "a cat")).all_captions == ["a dog", "a cat"]
+    assert pipeline.answer_from_captions("what?", "a red bus", {}).all_captions == ["a red bus"]
+    picture = Image.new("RGB", (40, 30), (10, 200, 10))
+    assert [r.question for r in pipeline.answer_image(picture, "what color is it?")] == ["what color is it?"]
+    bad_calls = [
+        (lambda: pipeline.answer(["what?"], ["a dog"]), r"question must be a string; got list"),
+        (lambda: pipeline.answer(None, ["a dog"]), r"question must be a string; got NoneType"),
+        (lambda: pipeline.answer("what?", ["a dog", 3]), r"captions\[1\] must be a string; got int"),
+        (lambda: pipeline.answer("what?", {"a dog"}), r"captions must be a string or a list of strings; got set"),
+        (lambda: pipeline.answer("what?", image=42), r"image must be a file path or a PIL image; got int"),
+        (lambda: pipeline.answer_image(picture, [b"what?"]), r"questions\[0\] must be a string; got bytes"),
+        (lambda: pipeline.answer_captioned({"question": "what?"}), r"captioned must be a QuestionCaptions"),
+        (lambda: pipeline.answer_from_captions("what?", ["a dog"], {}, exemplars=["q: a"]), r"exemplars\[0\] must be"),
+        (lambda: Pipeline({"name": "tiny"}), r"config must be a PipelineConfig"),
+        (lambda: Pipeline.from_preset("tiny", [("seed", 1)]), r"overrides must be a dict"),
+        (lambda: Pipeline.from_preset("tiny", {1: 2}), r"an override's key must be a dotted setting name"),
+        (lambda: ask("what?", ["a dog"], preset_name=["tiny"]), r"preset_name must be a preset name"),
+        (lambda: preset(None), r"preset name must be one of offline"),
+    ]
+    for call, message in bad_calls:
+        with pytest.raises(TypeError, match=message):
+            call()
+    # Values (not types) stay InputErrors, which the CLI prints as one line.
+    with pytest.raises(InputError, match="either an image or captions"):
+        pipeline.answer("what?", ["a dog"], image=picture)
+    with pytest.raises(InputError, match="no captions were given"):
+        pipeline.answer("what?", ["  ", ""])

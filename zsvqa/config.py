@@ -11,7 +11,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from zsvqa.errors import InputError
+from zsvqa.errors import InputError, check_type
 
 RELEVANCE_MODES = ("gradcam", "uniform", "full")
 QUESTION_GENERATORS = ("t5", "template", "llm", "none")
@@ -209,8 +209,10 @@ class PipelineConfig:
 
         String values are converted to the field's type, so CLI `--set key=value` and Python share this path.
         """
+        check_type("overrides", overrides, dict, 'a dict of dotted settings, e.g. {"captioner.top_k": 20}')
         config = dataclasses.replace(self)
         for key, value in overrides.items():
+            check_type("an override's key", key, str, 'a dotted setting name, e.g. "captioner.top_k"')
             section_name, _, field_name = key.rpartition(".")
             target = getattr(config, section_name, None) if section_name else config
             if target is None or not dataclasses.is_dataclass(target):
@@ -397,6 +399,7 @@ PRESETS: dict[str, typing.Callable[[], PipelineConfig]] = {
 
 def preset(name: str) -> PipelineConfig:
     """A fresh copy of a named preset."""
+    check_type("preset name", name, str, f"one of {', '.join(PRESETS)}")
     if name not in PRESETS:
         raise InputError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
     return PRESETS[name]().validate()
