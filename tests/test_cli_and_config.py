@@ -193,3 +193,20 @@ def test_python_api_checks_argument_types() -> None:
         pipeline.answer("what?", ["a dog"], image=picture)
     with pytest.raises(InputError, match="no captions were given"):
         pipeline.answer("what?", ["  ", ""])
+
+
+def test_random_model_warning_prints_once() -> None:
+    """The pipeline logs it when built; the command line used to echo it a second time."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    result = subprocess.run(
+        [sys.executable, "run.py", "ask", "--preset", "tiny", "-q", "what is it?", "-c", "a dog"],
+        cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr.count("random models (tiny or random: names) are in use") == 1
+    assert result.stdout.startswith("answer: ")

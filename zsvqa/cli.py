@@ -172,11 +172,10 @@ def ask(
 
 
 def echo_result(result: Any, as_json: bool) -> None:
+    # result.warning is not echoed: the pipeline logged it on stderr when it was built.
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
-    if result.warning:
-        click.echo(f"WARNING: {result.warning}", err=True)
     click.echo(f"answer: {result.answer}  (log-prob {result.logprob:.2f})")
     stages = ", ".join(f"{stage} {seconds:.2f}s" for stage, seconds in result.timings.items())
     click.echo(f"prompt: {len(result.captions)} captions, {len(result.exemplars)} exemplars; time: {stages}")
