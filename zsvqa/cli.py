@@ -97,14 +97,22 @@ def read_captions(captions: tuple[str, ...], captions_file: str | None) -> list[
     return found
 
 
-class _Group(click.Group):
+class _OneLineErrors:
     """Turns zsvqa's own errors into a one-line message and exit code 1, never a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            return super().invoke(ctx)  # type: ignore[misc]
         except ZsvqaError as error:
             raise click.ClickException(str(error)) from error
+
+
+class _Group(_OneLineErrors, click.Group):
+    """The `run.py` command group."""
+
+
+class ScriptCommand(_OneLineErrors, click.Command):
+    """A command that is a script of its own (benchmarks/*.py): its usage line reads `NAME.py [OPTIONS]`."""
 
 
 @click.group(cls=_Group)
