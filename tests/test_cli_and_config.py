@@ -210,3 +210,30 @@ def test_random_model_warning_prints_once() -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stderr.count("random models (tiny or random: names) are in use") == 1
     assert result.stdout.startswith("answer: ")
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_config_command_prints_every_setting_as_set_takes_it(name: str) -> None:
+    config = preset(name)
+    out = run("config", "--preset", name, "--json")
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output) == config.to_flat_dict()
+    assert {"name", "seed", "captioner.num_patches", "answerer.model", "retrieval.n_shot"} <= set(json.loads(out.output))
+    lines = run("config", "--preset", name).output.splitlines()
+    assert lines == config.to_set_lines() and len(lines) == len(config.to_flat_dict())
+    # Each line, given back to --set, reproduces the preset exactly (text values verbatim, none, true/false).
+    settings = [arg for line in lines for arg in ("--set", line)]
+    again = run("config", "--preset", "offline" if name != "offline" else "tiny", *settings, "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output) == config.to_flat_dict()
+
+
+def test_config_command_applies_overrides_and_rejects_bad_ones() -> None:
+    out = run("config", "--preset", "tiny", "--set", "captioner.top_k=20", "--num-captions", "3", "--json")
+    settings = json.loads(out.output)
+    assert (settings["captioner.top_k"], settings["captioner.num_captions"]) == (20, 3)
+    assert settings == preset("tiny").with_overrides({"captioner.top_k": 20, "captioner.num_captions": 3}).to_flat_dict()
+    assert "captioner.filter_threshold=none" in run("config", "--preset", "tiny").output.splitlines()
+    bad = run("config", "--preset", "tiny", "--set", "prompt.num_exemplars=-3")
+    assert bad.exit_code == 1
+    assert_one_error_line(bad.output, "prompt.num_exemplars must be at least 0")

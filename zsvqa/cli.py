@@ -62,7 +62,7 @@ def overrides_from(options: dict[str, Any]) -> dict[str, Any]:
         key, sep, value = setting.partition("=")
         if not sep:
             raise InputError(f"--set takes KEY=VALUE; got {setting!r}")
-        overrides[key.strip()] = value.strip()
+        overrides[key.strip()] = value  # not stripped: text settings take it verbatim
     return overrides
 
 
@@ -260,6 +260,17 @@ def eval_inputs(options: dict[str, Any]) -> EvalInputs:
         progress=not options["no_progress"],
         description={key: options[key] for key in keys},
     )
+
+
+@main.command(name="config")
+@click.option("--json", "as_json", is_flag=True, help="print a JSON object of dotted key -> value")
+@model_options
+def config_command(as_json: bool, **options: Any) -> None:
+    """Print every setting of a preset (with any overrides) as KEY=VALUE, the way --set takes it."""
+    from zsvqa.config import preset
+
+    config = preset(options.pop("preset")).with_overrides(overrides_from(options))
+    click.echo(json.dumps(config.to_flat_dict(), indent=2) if as_json else "\n".join(config.to_set_lines()))
 
 
 @main.command(name="eval")

@@ -231,6 +231,13 @@ class PipelineConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def to_set_lines(self) -> list[str]:
+        """Every setting as `KEY=VALUE`, the way `--set` takes it (none, true, false)."""
+        def text(value: Any) -> str:
+            return "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+        return [f"{key}={text(value)}" for key, value in self.to_flat_dict().items()]
+
     def to_flat_dict(self) -> dict[str, Any]:
         """Every setting by its dotted key, as `with_overrides` and `--set` take them: {"captioner.top_k": 50, ...}."""
         flat: dict[str, Any] = {}
@@ -301,16 +308,18 @@ def _section_names() -> list[str]:
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """A string to the field's type. Text settings take it verbatim (a prompt may end in a space)."""
     if not isinstance(value, str):
         return value
     allowed = typing.get_args(hint) or (hint,)
-    if value.lower() in ("none", "null") and type(None) in allowed:
+    word = value.strip().lower()
+    if word in ("none", "null") and type(None) in allowed:
         return None
     for kind in allowed:
         if kind is bool:
-            if value.lower() in ("true", "1", "yes", "on"):
+            if word in ("true", "1", "yes", "on"):
                 return True
-            if value.lower() in ("false", "0", "no", "off"):
+            if word in ("false", "0", "no", "off"):
                 return False
         elif kind in (int, float):
             try:
