@@ -202,7 +202,7 @@ class Pipeline:
         result.itm_score, result.relevance = captioned.itm_score, captioned.relevance
         return result
 
-    def caption_image(self, image: str | Path | Image.Image, questions: list[str]) -> list[QuestionCaptions]:
+    def caption_image(self, image: str | Path | Image.Image, questions: list[str] | str) -> list[QuestionCaptions]:
         """The vision half: relevance, question-guided captions and the optional ITM filter, per question.
         A single string is one question."""
         check_image(image)
