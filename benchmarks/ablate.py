@@ -10,7 +10,8 @@ factors that move together ({"answerer.model": "google/flan-t5-large", "answerer
 
 All variants share one intermediates cache, so variants that differ only on the prompt side reuse each other's
 captions and questions and cost only the LLM calls. Output: results.csv, results.md, accuracy_vs_<factor>.png
-for each numeric factor, grid.json, and each variant's full run folder (config.json included) under variants/.
+for each factor (a line for numeric factors, bars for the others), grid.json, and each variant's full run folder
+(config.json included) under variants/.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from zsvqa.cli import _Group, configure_logging, dataset_options, eval_inputs  # noqa: E402
+from zsvqa.cli import ScriptCommand, configure_logging, dataset_options, eval_inputs  # noqa: E402
 from zsvqa.data import read_json  # noqa: E402
 from zsvqa.errors import InputError  # noqa: E402
 from zsvqa.evaluation import evaluate, read_predictions  # noqa: E402
@@ -91,37 +93,28 @@ def variant_overrides(factor: str, value: Any) -> dict[str, Any]:
     return {FACTORS.get(factor, factor): "none" if value is None else str(value)}
 
 
+def value_label(value: Any) -> str:
+    """A factor value as text; a mapping of settings by its values joined with '+'."""
+    return "+".join(str(v) for v in value.values()) if isinstance(value, dict) else str(value)
+
+
 def variant_name(assignment: dict[str, Any]) -> str:
     def short(value: Any) -> str:
-        if isinstance(value, dict):
-            value = "+".join(str(v) for v in value.values())
-        return "".join(c if c.isalnum() or c in ".-" else "-" for c in str(value))[:40]
+        return "".join(c if c.isalnum() or c in ".-" else "-" for c in value_label(value))[:40]
 
     return "__".join(f"{factor}={short(value)}" for factor, value in assignment.items())
 
 
 def plot(rows: list[dict[str, Any]], grid: dict[str, list[Any]], out: Path) -> list[Path]:
-    """accuracy_vs_<factor>.png for each factor whose values are all numbers (mean over the other factors)."""
+    """accuracy_vs_<factor>.png for every factor (mean over the other factors)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     written = []
-    for factor, values in grid.items():
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            continue
-        points = sorted({v for v in values})
-        means = []
-        for value in points:
-            accuracies = [r["accuracy"] for r in rows if r[factor] == value and r["accuracy"] is not None]
-            means.append(sum(accuracies) / len(accuracies) if accuracies else float("nan"))
-        figure, axis = plt.subplots(figsize=(5, 3.5))
-        axis.plot(points, means, marker="o")
-        axis.set_xlabel(factor)
-        axis.set_ylabel("VQA accuracy (%)")
-        axis.set_title(f"accuracy vs {factor}" + (" (mean over other factors)" if len(grid) > 1 else ""), fontsize=9)
-        axis.grid(alpha=0.3)
+    for factor in grid:
+        figure = factor_figure(rows, grid, factor)
         path = out / f"accuracy_vs_{factor}.png"
         figure.savefig(path, dpi=100, bbox_inches="tight")
         plt.close(figure)
@@ -129,23 +122,70 @@ def plot(rows: list[dict[str, Any]], grid: dict[str, list[Any]], out: Path) -> l
     return written
 
 
+def factor_figure(rows: list[dict[str, Any]], grid: dict[str, list[Any]], factor: str) -> Any:
+    """Mean accuracy per value of one factor: a line over numeric values (whole-number ticks when the values are
+    integers), bars over categorical ones. The accuracy axis starts at 0, so differences are not magnified."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    values = grid[factor]
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    # Rows hold mapping values as JSON text (see `ablate`): compare them so.
+    by_key = {json.dumps(v) if isinstance(v, dict) else v: v for v in values}
+    keys = sorted(by_key) if numeric else list(by_key)
+    means = []
+    for key in keys:
+        accuracies = [r["accuracy"] for r in rows if r[factor] == key and r["accuracy"] is not None]
+        means.append(sum(accuracies) / len(accuracies) if accuracies else float("nan"))
+    figure, axis = plt.subplots(figsize=(5, 3.5))
+    if numeric:
+        axis.plot(keys, means, marker="o")
+        if all(isinstance(v, int) for v in values):
+            axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    else:
+        axis.bar(range(len(keys)), means)
+        labels = [value_label(by_key[k]) for k in keys]
+        axis.set_xticks(range(len(keys)), labels, rotation=20 if sum(map(len, labels)) > 40 else 0)
+    finite = [m for m in means if m == m]
+    axis.set_ylim(0, 1.1 * max(finite + [1.0]))
+    axis.set_xlabel(factor)
+    axis.set_ylabel("VQA accuracy (%)")
+    axis.set_title(f"accuracy vs {factor}" + (" (mean over other factors)" if len(grid) > 1 else ""), fontsize=9)
+    axis.grid(alpha=0.3, axis="y" if not numeric else "both")
+    return figure
+
+
+def significant(value: float, digits: int = 3) -> str:
+    """`digits` significant figures, without an exponent: 0.0123, 1.23, 12.3, 123."""
+    if value == 0 or value != value:
+        return str(value)
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(value))))
+    return f"{value:.{decimals}f}"
+
+
+def cell(column: str, value: Any) -> str:
+    """One format per column of results.md: accuracies (percent) with 2 decimals, seconds to 3 significant figures,
+    factor values as given."""
+    if value is None:
+        return ""
+    if column == "accuracy" or column.startswith("acc_"):
+        return f"{value:.2f}"
+    if column.startswith("seconds"):
+        return significant(value)
+    return str(value)
+
+
 def write_tables(rows: list[dict[str, Any]], columns: list[str], out: Path) -> None:
     with (out / "results.csv").open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
-
-    def cell(value: Any) -> str:
-        if isinstance(value, float):
-            return f"{value:.3f}" if value < 10 else f"{value:.2f}"
-        return "" if value is None else str(value)
-
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(row[c]) for c in columns) + " |" for row in rows]
+    lines += ["| " + " | ".join(cell(c, row[c]) for c in columns) + " |" for row in rows]
     (out / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-@click.command()
+@click.command(cls=ScriptCommand)
 @click.option("--out", required=True, help="ablation folder")
 @click.option("--grid", "grid_file", help="JSON or YAML file: factor -> list of values")
 @click.option("--factor", "factors", multiple=True, metavar="NAME=V1,V2", help="a factor and its values (repeatable)")
@@ -211,8 +251,7 @@ def category_accuracy(records: Any, categories: dict[int, str]) -> dict[str, flo
 
 
 def main() -> None:
-    group = _Group(commands={"ablate": ablate})
-    group.main(args=["ablate", *sys.argv[1:]], prog_name="ablate.py")
+    ablate.main(prog_name="ablate.py")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from zsvqa.cli import _Group, configure_logging  # noqa: E402
+from zsvqa.cli import ScriptCommand, configure_logging  # noqa: E402
 from zsvqa.outputs import check_output_file  # noqa: E402
 
 QUESTIONS = [
@@ -155,7 +155,7 @@ def prepare_models(overrides: dict[str, Any], preset_name: str) -> None:
     subprocess.run([sys.executable, "-c", code, json.dumps(overrides)], check=True)
 
 
-@click.command()
+@click.command(cls=ScriptCommand)
 @click.option("--preset", "preset_name", default="large", type=click.Choice(["large", "tiny"]), show_default=True,
               help="large: real-size random models at paper settings; tiny: a smoke run")
 @click.option("--num-captions", type=int, default=None, help="N [default: 100, tiny: its preset's]")
@@ -359,7 +359,7 @@ def render(report: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    _Group(commands={"speed": speed}).main(args=["speed", *sys.argv[1:]], prog_name="speed.py")
+    speed.main(prog_name="speed.py")
 
 
 if __name__ == "__main__":

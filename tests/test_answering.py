@@ -298,5 +298,5 @@ def test_unknown_models_fail_with_clear_messages(tmp_path) -> None:
         resolve("bundled:nothing")
     not_a_model = tmp_path / "empty"
     not_a_model.mkdir()
-    with pytest.raises(ModelLoadError, match="could not load the answerer model"):
+    with pytest.raises(ModelLoadError, match="the answerer model directory .* is empty: it lacks config.json"):
         FrozenLM(AnswererConfig(model=str(not_a_model)))

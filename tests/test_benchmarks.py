@@ -1,7 +1,9 @@
 """The benchmark scripts run with the tiny preset, so they never rot. No timing is asserted."""
 
 import csv
+import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,8 +35,13 @@ def test_ablate_grid_with_tiny_preset(tmp_path) -> None:
     assert {"accuracy", "acc_yes/no", "acc_number", "acc_other", "seconds_per_question"} <= set(rows[0])
     assert all(row["errors"] == "0" for row in rows)
     assert (out / "results.md").read_text().count("\n") == 2 + 12
-    assert (out / "accuracy_vs_prompt_exemplars.png").stat().st_size > 1000
-    assert not (out / "accuracy_vs_relevance.png").exists()  # not a numeric factor
+    for factor in ("prompt_exemplars", "relevance", "qg"):  # bars for the categorical ones
+        assert (out / f"accuracy_vs_{factor}.png").stat().st_size > 1000
+    md_rows = [line.split(" | ") for line in (out / "results.md").read_text().splitlines()[2:]]
+    header = (out / "results.md").read_text().splitlines()[0].strip("| ").split(" | ")
+    for name, pattern in [("accuracy", r"\d+\.\d\d"), ("acc_other", r"\d+\.\d\d"), ("seconds_per_question", r"[\d.]+")]:
+        column = [row[header.index(name)].strip("| ") for row in md_rows]
+        assert all(re.fullmatch(pattern, value) for value in column), (name, column)
     for row in rows:
         config = json.loads((out / "variants" / row["variant"] / "config.json").read_text())
         assert config["pipeline"]["captioner"]["relevance"] == row["relevance"]
@@ -81,3 +88,87 @@ def test_speed_script_with_tiny_preset(tmp_path) -> None:
     assert report["machine"]["cpu_count"] >= 1 and 0 < report["memory"]["models_loaded_gb"] <= report["memory"]["loading_peak_gb"]
     assert "reference_lavis" not in report  # no comparison with the reference for tiny models
     assert "| 4. whole pipeline" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def ablate():
+    spec = importlib.util.spec_from_file_location("ablate_script", ROOT / "benchmarks" / "ablate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def rows_for(grid: dict, accuracy) -> list[dict]:
+    import itertools
+
+    return [{**dict(zip(grid, values)), "accuracy": accuracy(dict(zip(grid, values)))}
+            for values in itertools.product(*grid.values())]
+
+
+def test_numeric_factor_plot_starts_at_zero_with_integer_ticks(ablate, tmp_path) -> None:
+    import matplotlib.pyplot as plt
+
+    grid = {"prompt_exemplars": [4, 0, 2], "relevance": ["gradcam", "uniform"]}
+    rows = rows_for(grid, lambda v: 50 + v["prompt_exemplars"] + (2 if v["relevance"] == "gradcam" else 0))
+    figure = ablate.factor_figure(rows, grid, "prompt_exemplars")
+    axis = figure.axes[0]
+    assert axis.get_ylim()[0] == 0 and axis.get_ylim()[1] >= 55  # 0 up to above the largest mean, 55
+    line = axis.get_lines()[0]
+    assert list(line.get_xdata()) == [0, 2, 4] and list(line.get_ydata()) == pytest.approx([51, 53, 55])
+    # matplotlib's own ticks for 0, 2, 4 would be -0.5, 0, 0.5, ...
+    assert all(float(t).is_integer() for t in axis.get_xticks())
+    plt.close(figure)
+    # A float factor keeps fractional ticks; all accuracies 0 (random models) still gives an axis from 0.
+    grid = {"caption_filter": [0.25, 0.5]}
+    figure = ablate.factor_figure(rows_for(grid, lambda v: 0.0), grid, "caption_filter")
+    assert figure.axes[0].get_ylim() == (0, pytest.approx(1.1))
+    assert not all(float(t).is_integer() for t in figure.axes[0].get_xticks())
+    plt.close(figure)
+
+
+def test_categorical_factor_is_a_bar_chart(ablate, tmp_path) -> None:
+    import matplotlib.pyplot as plt
+
+    answerers = [{"answerer.model": "a", "answerer.kind": "seq2seq"}, {"answerer.model": "b", "answerer.kind": "causal"}]
+    grid = {"relevance": ["gradcam", "uniform", "full"], "answerer": answerers, "caption_filter": [None, 0.5]}
+    accuracy = {"gradcam": 60.0, "uniform": 40.0, "full": 20.0}
+    rows = rows_for(grid, lambda v: accuracy[v["relevance"]])
+    for row in rows:  # as ablate stores them
+        row["answerer"] = json.dumps(row["answerer"])
+    figure = ablate.factor_figure(rows, grid, "relevance")
+    axis = figure.axes[0]
+    assert [bar.get_height() for bar in axis.patches] == [60.0, 40.0, 20.0] and not axis.get_lines()
+    assert [t.get_text() for t in axis.get_xticklabels()] == ["gradcam", "uniform", "full"]
+    assert axis.get_ylim()[0] == 0
+    plt.close(figure)
+    figure = ablate.factor_figure(rows, grid, "answerer")
+    assert [t.get_text() for t in figure.axes[0].get_xticklabels()] == ["a+seq2seq", "b+causal"]
+    assert [bar.get_height() for bar in figure.axes[0].patches] == [40.0, 40.0]
+    plt.close(figure)
+    figure = ablate.factor_figure(rows, grid, "caption_filter")  # none and a number: categorical
+    assert [t.get_text() for t in figure.axes[0].get_xticklabels()] == ["None", "0.5"]
+    plt.close(figure)
+    written = ablate.plot(rows, grid, tmp_path)
+    assert sorted(p.name for p in written) == [f"accuracy_vs_{f}.png" for f in sorted(grid)]
+    assert all(p.stat().st_size > 1000 for p in written)
+
+
+def test_results_table_has_one_number_format_per_column(ablate, tmp_path) -> None:
+    rows = [
+        {"variant": "a", "caption_filter": 0.5, "accuracy": 57.0, "acc_yes/no": 100, "seconds_per_question": 0.012345},
+        {"variant": "b", "caption_filter": None, "accuracy": 3.14159, "acc_yes/no": 8.5, "seconds_per_question": 12.3456},
+        {"variant": "c", "caption_filter": 0.75, "accuracy": None, "acc_yes/no": 0.0, "seconds_per_question": 123.456},
+    ]
+    ablate.write_tables(rows, list(rows[0]), tmp_path)
+    lines = (tmp_path / "results.md").read_text().splitlines()
+    assert lines[2:] == [
+        "| a | 0.5 | 57.00 | 100.00 | 0.0123 |",
+        "| b |  | 3.14 | 8.50 | 12.3 |",
+        "| c | 0.75 |  | 0.00 | 123 |",
+    ]
+
+
+@pytest.mark.parametrize("script", ["ablate", "speed"])
+def test_usage_line_names_the_script_once(script) -> None:
+    result = run_script(f"benchmarks/{script}.py", "--help")
+    assert result.returncode == 0 and result.stdout.startswith(f"Usage: {script}.py [OPTIONS]\n")

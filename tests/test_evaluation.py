@@ -246,11 +246,24 @@ def test_image_removed_after_validation_is_an_error_record(data, tmp_path) -> No
     assert "does not exist" in summary.errors[IMAGE_IDS[2] * 1000 + 5] and summary.answered == 6
 
 
-def test_image_without_precomputed_captions_is_an_error_record(data, tmp_path) -> None:
+def test_image_without_precomputed_captions_fails_before_work(data, tmp_path) -> None:
+    """Like a missing image file: found up front, nothing written, in the Python API and on the command line."""
     dataset = load_dataset("vqav2", data["questions"], data["annotations"], None)
-    captions = {k: v for k, v in CAPTIONS.items() if k != IMAGE_IDS[0]}
-    summary = evaluate(preset("tiny"), dataset, tmp_path / "run", captions=captions, progress=False)
-    assert len(summary.errors) == 3 and all("no precomputed captions" in e for e in summary.errors.values())
+    captions = {**{k: v for k, v in CAPTIONS.items() if k != IMAGE_IDS[0]}, IMAGE_IDS[2]: ["  "]}  # blank = none
+    with pytest.raises(InputError, match=r"2 images have no captions in the precomputed captions, e.g. image ids \[42, 9001\]"):
+        evaluate(preset("tiny"), dataset, tmp_path / "run", captions=captions, progress=False)
+    assert not (tmp_path / "run").exists()
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps({str(k): v for k, v in captions.items()}))
+    args = eval_args(data, tmp_path / "cli-run", "--captions", str(partial))
+    del args[args.index("--images") : args.index("--images") + 2]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"2 images have no captions in {str(partial)!r}" in result.output and not (tmp_path / "cli-run").exists()
+    # --limit to the questions of the captioned image: the check covers only the selected questions.
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join(str(IMAGE_IDS[1] * 1000 + n) for n in (3, 4)))
+    assert CliRunner().invoke(main, [*args, "--question-ids", str(ids)]).exit_code == 0
 
 
 # Worked by hand from the nine accuracies of the two tests below, in percent rounded to two decimals:
@@ -333,6 +346,8 @@ def test_evaluator_metrics_hand_worked_with_an_error_counted_as_zero(tmp_path) -
     assert len(records) == 8 and summary.errors == {1004: "the prompt could not be built"}
     assert summary.metrics == {**SUMMARY_BY_HAND, "errors": 1}
     assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == summary.metrics
+
+
 CACHE_WRITER = """
 import sys, time
 from pathlib import Path

@@ -124,6 +124,22 @@ def test_eval_records_which_similarity_ranked_the_exemplars(train, clip_index, t
         assert run["retrieval"]["index"]["image_embedding_model"] == "tiny:clip"
 
 
+def test_ask_takes_an_exemplar_index(train, clip_index) -> None:
+    """`ask --exemplars DIR`, as the pica preset's message says: retrieved exemplars, the image ranking them."""
+    def ask(*extra: str) -> dict:
+        result = CliRunner().invoke(main, ["ask", "--preset", "tiny", "-q", SAME, "--exemplars", str(clip_index),
+                                           "--prompt-style", "pica", "--json", *extra])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)
+
+    with_image = ask("--image", str(image_path(train, 9001)))
+    assert with_image["retrieval_similarity"] == "question+image"
+    # tiny's n_shot is 2; the image's own training example comes first (see the ranking test above).
+    assert [e["question"] for e in with_image["exemplars"]] == [SAME, SAME]
+    assert with_image["exemplars"][0]["answer"] == "cat"
+    assert ask("-c", "a cat on a sofa")["retrieval_similarity"] == "question"
+
+
 @pytest.mark.parametrize(
     "extra,message",
     [

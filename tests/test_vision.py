@@ -65,7 +65,7 @@ def test_relevance_shape_from_config_sums_to_one_and_batches(matcher: ImageQuest
 
 
 def test_gradcam_layer_out_of_range_is_a_clear_error() -> None:
-    with pytest.raises(InputError, match="gradcam_layer must be in 0..1"):
+    with pytest.raises(ModelLoadError, match="gradcam_layer must be in 0..1"):
         ImageQuestionMatcher(MatcherConfig(model="tiny:blip-itm", gradcam_layer=7))
 
 
@@ -298,7 +298,7 @@ def test_caption_lengths_count_the_prompt(captioner_config, monkeypatch) -> None
         captioner.model.text_decoder.cls.predictions.bias[captioner.eos_token_id] += 1e4
     captioner(features, None, seed=0)
     assert outputs[-1][0].tolist().index(captioner.eos_token_id) == 7  # min_length tokens before it, prompt included
-    with pytest.raises(InputError, match="must exceed"):
+    with pytest.raises(ModelLoadError, match="must exceed"):
         PatchCaptioner(dataclasses.replace(config, min_length=2, max_length=4))
 
 

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from zsvqa.config import CaptionerConfig, PipelineConfig
-from zsvqa.errors import InputError
-from zsvqa.matching import ImageFeatures, encode_image, load_blip
+from zsvqa.errors import ModelLoadError
+from zsvqa.matching import ImageFeatures, encode_image, load_blip, patch_grid
 
 # Texts -> the ITM match probability of each with the image (built by the pipeline from the matcher).
 Scorer = Callable[[list[str]], list[float]]
@@ -54,10 +54,17 @@ class PatchCaptioner:
         # BLIP's decoder starts from its bos token in place of [CLS], and the prompt has no closing [SEP].
         prompt_ids[:, 0] = text_config.bos_token_id
         self.prompt_ids = prompt_ids[:, :-1].to(device)
+        # Model-dependent limits are ModelLoadErrors: they stop an evaluation instead of failing every question.
         if config.max_length <= self.prompt_ids.shape[1]:
-            raise InputError(
+            raise ModelLoadError(
                 f"captioner.max_length ({config.max_length}) counts the prompt's {self.prompt_ids.shape[1]} tokens "
                 "and must exceed them"
+            )
+        rows, columns = patch_grid(self.model.config.vision_config)
+        if config.relevance != "full" and config.num_patches > rows * columns:
+            raise ModelLoadError(
+                f"captioner.num_patches ({config.num_patches}) exceeds the {rows * columns} patches ({rows}x{columns}) "
+                f"of the captioner model {config.model!r}'s images; set it to at most {rows * columns}"
             )
         self.eos_token_id = text_config.sep_token_id
         self.pad_token_id = text_config.pad_token_id

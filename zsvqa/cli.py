@@ -63,8 +63,19 @@ def overrides_from(options: dict[str, Any]) -> dict[str, Any]:
         key, sep, value = setting.partition("=")
         if not sep:
             raise InputError(f"--set takes KEY=VALUE; got {setting!r}")
-        overrides[key.strip()] = value.strip()
+        overrides[key.strip()] = value  # not stripped: text settings take it verbatim
     return overrides
+
+
+def add_retrieval(
+    overrides: dict[str, Any], index: str | None, n_shot: int | None = None, n_ensemble: int | None = None
+) -> None:
+    """--exemplars, --n-shot and --n-ensemble as overrides; an index means retrieved exemplars unless told otherwise."""
+    for key, value in [("retrieval.index", index), ("retrieval.n_shot", n_shot), ("retrieval.n_ensemble", n_ensemble)]:
+        if value is not None:
+            overrides[key] = value
+    if index:
+        overrides.setdefault("prompt.exemplars", "retrieved")
 
 
 def read_captions(captions: tuple[str, ...], captions_file: str | None) -> list[str]:
@@ -87,14 +98,22 @@ def read_captions(captions: tuple[str, ...], captions_file: str | None) -> list[
     return found
 
 
-class _Group(click.Group):
+class _OneLineErrors:
     """Turns zsvqa's own errors into a one-line message and exit code 1, never a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            return super().invoke(ctx)  # type: ignore[misc]
         except ZsvqaError as error:
             raise click.ClickException(str(error)) from error
+
+
+class _Group(_OneLineErrors, click.Group):
+    """The `run.py` command group."""
+
+
+class ScriptCommand(_OneLineErrors, click.Command):
+    """A command that is a script of its own (benchmarks/*.py): its usage line reads `NAME.py [OPTIONS]`."""
 
 
 @click.group(cls=_Group)
@@ -109,9 +128,13 @@ def configure_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(message)s")
     if not verbose:
         import transformers
+        from huggingface_hub.utils import logging as hub_logging
 
         transformers.logging.set_verbosity_error()
         transformers.logging.disable_progress_bar()
+        # The hub client's retry and connection warnings; a failed load still ends in one clear error.
+        hub_logging.set_verbosity_error()
+        logging.getLogger("urllib3").setLevel(logging.ERROR)
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
@@ -121,6 +144,7 @@ def configure_logging(verbose: bool) -> None:
 @click.option("--captions-file", type=str, help="captions, one per line, or a JSON list")
 @click.option("--image", "-i", type=str, help="the image (any format PIL reads); captions are then generated")
 @click.option("--save-heatmap", type=str, help="with --image: write the question's patch relevance as a PNG")
+@click.option("--exemplars", help="exemplar index from `run.py index`: PICa-style retrieved exemplars")
 @click.option("--json", "as_json", is_flag=True, help="print the whole result as JSON")
 @model_options
 def ask(
@@ -129,6 +153,7 @@ def ask(
     captions_file: str | None,
     image: str | None,
     save_heatmap: str | None,
+    exemplars: str | None,
     as_json: bool,
     **options: Any,
 ) -> None:
@@ -137,6 +162,7 @@ def ask(
 
     preset_name = options.pop("preset")
     overrides = overrides_from(options)
+    add_retrieval(overrides, exemplars)
     caption_list = read_captions(captions, captions_file)
     if image and caption_list:
         raise InputError("give either --image or captions, not both")
@@ -161,11 +187,10 @@ def ask(
 
 
 def echo_result(result: Any, as_json: bool) -> None:
+    # result.warning is not echoed: the pipeline logged it on stderr when it was built.
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
-    if result.warning:
-        click.echo(f"WARNING: {result.warning}", err=True)
     click.echo(f"answer: {result.answer}  (log-prob {result.logprob:.2f})")
     stages = ", ".join(f"{stage} {seconds:.2f}s" for stage, seconds in result.timings.items())
     click.echo(f"prompt: {len(result.captions)} captions, {len(result.exemplars)} exemplars; time: {stages}")
@@ -214,16 +239,12 @@ def eval_inputs(options: dict[str, Any]) -> EvalInputs:
     """Reads and checks the data named by DATASET_OPTIONS and MODEL_OPTIONS, before any work starts."""
     from zsvqa.cache import IntermediateCache
     from zsvqa.config import preset
-    from zsvqa.data import file_fingerprint, load_dataset, read_captions_file
+    from zsvqa.data import check_captions_cover, file_fingerprint, load_dataset, read_captions_file
     from zsvqa.evaluation import default_cache_path
 
     preset_name = options.pop("preset")
     overrides = overrides_from(options)
-    for option, key in [("exemplars", "retrieval.index"), ("n_shot", "retrieval.n_shot"), ("n_ensemble", "retrieval.n_ensemble")]:
-        if options[option] is not None:
-            overrides[key] = options[option]
-    if options["exemplars"]:
-        overrides.setdefault("prompt.exemplars", "retrieved")
+    add_retrieval(overrides, options["exemplars"], options["n_shot"], options["n_ensemble"])
     config = preset(preset_name).with_overrides(overrides)
     cache_path = None if options["no_cache"] else Path(options["cache"] or default_cache_path())
     if cache_path is not None:
@@ -238,6 +259,8 @@ def eval_inputs(options: dict[str, Any]) -> EvalInputs:
         options["images"] if keep_images else None,
         options["limit"], options["question_ids"], options["split_by_image"], config.seed,
     )
+    if captions is not None:
+        check_captions_cover(dataset.questions, captions, repr(options["captions"]))
     # The run's data by content, so a rerun resumes whatever path spells it (./q.json, val2014/, a moved folder).
     # The image files are left out: the questions fix which images; the folder may move, and a corrupt image may be
     # replaced and its questions retried, without making another run (hashing 40k COCO images would cost minutes).
@@ -254,6 +277,17 @@ def eval_inputs(options: dict[str, Any]) -> EvalInputs:
         progress=not options["no_progress"],
         description=description,
     )
+
+
+@main.command(name="config")
+@click.option("--json", "as_json", is_flag=True, help="print a JSON object of dotted key -> value")
+@model_options
+def config_command(as_json: bool, **options: Any) -> None:
+    """Print every setting of a preset (with any overrides) as KEY=VALUE, the way --set takes it."""
+    from zsvqa.config import preset
+
+    config = preset(options.pop("preset")).with_overrides(overrides_from(options))
+    click.echo(json.dumps(config.to_flat_dict(), indent=2) if as_json else "\n".join(config.to_set_lines()))
 
 
 @main.command(name="eval")

@@ -11,7 +11,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from zsvqa.errors import InputError
+from zsvqa.errors import InputError, check_type
 
 RELEVANCE_MODES = ("gradcam", "uniform", "full")
 QUESTION_GENERATORS = ("t5", "template", "llm", "none")
@@ -162,6 +162,7 @@ class PipelineConfig:
     vision_layer_norm_eps: float | None = 1e-6
 
     def validate(self) -> PipelineConfig:
+        _check_types(self)
         checks = [
             (self.captioner.relevance, RELEVANCE_MODES, "captioner.relevance"),
             (self.question_gen.backend, QUESTION_GENERATORS, "question_gen.backend"),
@@ -178,16 +179,13 @@ class PipelineConfig:
         for value, allowed, name in checks:
             if value not in allowed:
                 raise InputError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
-        for value, name in [
-            (self.captioner.num_patches, "captioner.num_patches"),
-            (self.captioner.num_captions, "captioner.num_captions"),
-            (self.captioner.num_beams, "captioner.num_beams"),
-            (self.answerer.max_new_tokens, "answerer.max_new_tokens"),
-            (self.retrieval.n_shot, "retrieval.n_shot"),
-            (self.retrieval.n_ensemble, "retrieval.n_ensemble"),
-        ]:
-            if value < 1:
-                raise InputError(f"{name} must be at least 1; got {value}")
+        settings = self.to_flat_dict()
+        for key, minimum in MINIMUMS.items():
+            if settings[key] is not None and settings[key] < minimum:
+                raise InputError(f"{key} must be at least {minimum}; got {settings[key]}")
+        threshold = self.captioner.filter_threshold
+        if threshold is not None and threshold > 1:
+            raise InputError(f"captioner.filter_threshold is an ITM probability, at most 1 (or none); got {threshold}")
         if self.answerer.selection != "generate" and self.answerer.kind != "causal":
             raise InputError(f"answerer.selection {self.answerer.selection!r} needs a causal answerer (answerer.kind)")
         captioner = self.captioner
@@ -211,8 +209,10 @@ class PipelineConfig:
 
         String values are converted to the field's type, so CLI `--set key=value` and Python share this path.
         """
+        check_type("overrides", overrides, dict, 'a dict of dotted settings, e.g. {"captioner.top_k": 20}')
         config = dataclasses.replace(self)
         for key, value in overrides.items():
+            check_type("an override's key", key, str, 'a dotted setting name, e.g. "captioner.top_k"')
             section_name, _, field_name = key.rpartition(".")
             target = getattr(config, section_name, None) if section_name else config
             if target is None or not dataclasses.is_dataclass(target):
@@ -231,22 +231,95 @@ class PipelineConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def to_set_lines(self) -> list[str]:
+        """Every setting as `KEY=VALUE`, the way `--set` takes it (none, true, false)."""
+        def text(value: Any) -> str:
+            return "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+        return [f"{key}={text(value)}" for key, value in self.to_flat_dict().items()]
+
+    def to_flat_dict(self) -> dict[str, Any]:
+        """Every setting by its dotted key, as `with_overrides` and `--set` take them: {"captioner.top_k": 50, ...}."""
+        flat: dict[str, Any] = {}
+        for key, value in self.to_dict().items():
+            if isinstance(value, dict):
+                flat.update({f"{key}.{name}": item for name, item in value.items()})
+            else:
+                flat[key] = value
+        return flat
+
+
+# The least value of every numeric setting (None, where allowed, is always accepted). 0 is allowed where an
+# ablation may want none: no exemplars, no captions in the prompt, no top-up rounds.
+MINIMUMS: dict[str, int] = {
+    "matcher.gradcam_layer": 0,
+    "matcher.batch_size": 1,
+    "captioner.num_patches": 1,
+    "captioner.num_captions": 1,
+    "captioner.top_k": 1,
+    "captioner.num_beams": 1,
+    "captioner.min_length": 0,
+    "captioner.max_length": 1,
+    "captioner.batch_size": 1,
+    "captioner.max_top_up_rounds": 0,
+    "captioner.filter_threshold": 0,  # and at most 1
+    "candidates.max_candidates": 0,
+    "candidates.max_chunk_words": 1,
+    "question_gen.max_input_tokens": 1,
+    "question_gen.num_beams": 1,
+    "question_gen.max_new_tokens": 1,
+    "question_gen.max_answer_words": 1,
+    "question_gen.batch_size": 1,
+    "prompt.num_captions": 0,
+    "prompt.num_exemplars": 0,
+    "prompt.captions_per_passage": 1,
+    "retrieval.n_shot": 1,
+    "retrieval.n_ensemble": 1,
+    "answerer.max_new_tokens": 1,
+    "answerer.max_prompt_tokens": 1,
+    "seed": 0,
+}
+
+
+def _check_types(config: PipelineConfig) -> None:
+    """Every setting must have its field's type: an int is a float too, a bool is not a number."""
+    sections = _section_names()
+    hints = typing.get_type_hints(PipelineConfig)
+    owners: list[tuple[str, Any]] = [("", config)]
+    for section in sections:
+        if not isinstance(getattr(config, section), hints[section]):
+            raise InputError(f"{section} must be a {hints[section].__name__}; got {getattr(config, section)!r}")
+        owners.append((f"{section}.", getattr(config, section)))
+    for prefix, owner in owners:
+        owner_hints = typing.get_type_hints(type(owner))
+        for name, hint in owner_hints.items():
+            if name in sections and owner is config:
+                continue
+            value, kinds = getattr(owner, name), typing.get_args(hint) or (hint,)
+            valid = isinstance(value, kinds) or (float in kinds and isinstance(value, int))
+            if not valid or (isinstance(value, bool) and bool not in kinds):
+                names = " or ".join("none" if kind is type(None) else kind.__name__ for kind in kinds)
+                raise InputError(f"{prefix}{name} must be {names}; got {value!r}")
+
 
 def _section_names() -> list[str]:
-    return [f.name for f in dataclasses.fields(PipelineConfig) if f.name not in ("name", "device", "dtype", "seed")]
+    hints = typing.get_type_hints(PipelineConfig)
+    return [f.name for f in dataclasses.fields(PipelineConfig) if dataclasses.is_dataclass(hints[f.name])]
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """A string to the field's type. Text settings take it verbatim (a prompt may end in a space)."""
     if not isinstance(value, str):
         return value
     allowed = typing.get_args(hint) or (hint,)
-    if value.lower() in ("none", "null") and type(None) in allowed:
+    word = value.strip().lower()
+    if word in ("none", "null") and type(None) in allowed:
         return None
     for kind in allowed:
         if kind is bool:
-            if value.lower() in ("true", "1", "yes", "on"):
+            if word in ("true", "1", "yes", "on"):
                 return True
-            if value.lower() in ("false", "0", "no", "off"):
+            if word in ("false", "0", "no", "off"):
                 return False
         elif kind in (int, float):
             try:
@@ -335,6 +408,7 @@ PRESETS: dict[str, typing.Callable[[], PipelineConfig]] = {
 
 def preset(name: str) -> PipelineConfig:
     """A fresh copy of a named preset."""
+    check_type("preset name", name, str, f"one of {', '.join(PRESETS)}")
     if name not in PRESETS:
         raise InputError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
     return PRESETS[name]().validate()

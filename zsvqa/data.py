@@ -227,3 +227,12 @@ def read_captions_file(path: str | Path) -> dict[int, list[str]]:
             f"captions file {str(path)!r} must be {{image_id: [captions]}} or COCO captions annotations: {error}"
         ) from error
     return dict(captions)
+
+
+def check_captions_cover(
+    questions: list[VQAQuestion], captions: dict[int, list[str]], source: str = "the precomputed captions"
+) -> None:
+    """Every image of the questions needs a non-empty caption, checked before work as image files are."""
+    missing = sorted({q.image_id for q in questions if not any(c.strip() for c in captions.get(q.image_id, []))})
+    if missing:
+        raise InputError(f"{len(missing)} images have no captions in {source}, e.g. image ids {missing[:5]}")

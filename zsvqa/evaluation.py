@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from tqdm import tqdm
 
-from zsvqa.data import VQADataset, VQAQuestion
+from zsvqa.data import VQADataset, VQAQuestion, check_captions_cover
 from zsvqa.errors import InputError
 from zsvqa.metric import ScoredQuestion, lemmatized_vqa_accuracy, summarize, vqa_accuracy
 from zsvqa.outputs import check_output_dir, locked_run_folder, write_atomic
@@ -130,6 +130,8 @@ class Evaluator:
             raise InputError("the lemmatized accuracy is an OK-VQA variant; use it with --dataset okvqa")
         if captions is None and not dataset.image_paths:
             raise InputError("give the images folder (--images), or precomputed captions (--captions)")
+        if captions is not None:
+            check_captions_cover(dataset.questions, captions)
         self.pipeline = pipeline
         self.dataset = dataset
         self.out_dir = check_output_dir(out_dir, "run folder")
@@ -183,9 +185,7 @@ class Evaluator:
     def _answer_image(self, image_id: int, questions: list[VQAQuestion]) -> list[dict[str, Any]]:
         """Answer one image's questions; an image that cannot be read becomes an error record per question."""
         try:
-            if self.captions is not None:
-                if not self.captions.get(image_id):
-                    raise InputError(f"no precomputed captions for image {image_id}")
+            if self.captions is not None:  # every image has captions: checked in __init__
                 captioned = [QuestionCaptions(q.question, self.captions[image_id]) for q in questions]
             else:
                 captioned = self.pipeline.caption_image(self.dataset.image_paths[image_id], [q.question for q in questions])

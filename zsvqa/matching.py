@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from zsvqa.config import MatcherConfig, PipelineConfig
-from zsvqa.errors import InputError, ModelLoadError
+from zsvqa.errors import ModelLoadError
 from zsvqa.models import load_frozen
 
 # LAVIS's BlipITM truncates texts to this many tokens (max_txt_len).
@@ -121,7 +121,7 @@ class ImageQuestionMatcher:
         )
         layers = len(self.model.text_encoder.encoder.layer)
         if not 0 <= config.gradcam_layer < layers:
-            raise InputError(f"matcher.gradcam_layer must be in 0..{layers - 1}; got {config.gradcam_layer}")
+            raise ModelLoadError(f"matcher.gradcam_layer must be in 0..{layers - 1}; got {config.gradcam_layer}")
         text_config = self.model.config.text_config
         self.first_token_id = enc_token_id(self.processor.tokenizer, text_config) if config.enc_token else None
 

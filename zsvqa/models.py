@@ -1,7 +1,9 @@
 """Loading frozen models: hub ids, local directories, GGUF files, bundled and tiny models.
 
 Every model goes through `load_pretrained`, which calls the class's own `from_pretrained` and turns any
-failure into a `ModelLoadError` that names the model and says how to give a local directory instead.
+failure into a `ModelLoadError` that names the model and says how to give a local directory instead. When the hub
+is unreachable (HF_HUB_OFFLINE=1, or one short probe fails), hub ids load from the local hub cache only, so an
+uncached model fails in seconds rather than after minutes of retries.
 
 Model names:
 - a Hugging Face hub id (``Salesforce/blip-itm-large-coco``) or a local directory: passed to `from_pretrained`;
@@ -13,12 +15,15 @@ Model names:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import logging
 import os
 import shutil
 import tempfile
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +33,9 @@ import torch
 from zsvqa.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
+# Offline, one probe of this length replaces minutes of the hub client's retries.
+HUB_PROBE_SECONDS = 2.5
+_TRUE = ("1", "on", "yes", "true")
 
 
 def cache_dir() -> Path:
@@ -44,6 +52,43 @@ class ModelSource:
     name: str  # as the user gave it, for messages
     location: str
     gguf_file: str | None = None
+
+    @property
+    def is_hub_id(self) -> bool:
+        return not Path(self.location).exists()
+
+
+@functools.cache
+def hub_reachable() -> bool:
+    """Whether the Hugging Face hub answers: False under HF_HUB_OFFLINE=1, else one short request, once per process."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").lower() in _TRUE:
+        return False
+    try:
+        urllib.request.urlopen(urllib.request.Request(constants.ENDPOINT, method="HEAD"), timeout=HUB_PROBE_SECONDS)
+    except urllib.error.HTTPError:
+        return True  # the server answered, even if with an error status
+    except (OSError, ValueError):  # no route, no DNS, refused, timed out, or a malformed HF_ENDPOINT
+        return False
+    return True
+
+
+def check_model_dir(source: ModelSource, role: str, option: str) -> None:
+    """A local model directory must hold a config and weights; say which are missing rather than a loader's error.
+    sentence-transformers directories (modules.json) are left to their own loader."""
+    folder = Path(source.location)
+    if source.is_hub_id or source.gguf_file is not None or (folder / "modules.json").exists():
+        return
+    missing = [] if (folder / "config.json").exists() else ["config.json"]
+    if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")):
+        missing.append("weights (model.safetensors or pytorch_model.bin)")
+    if missing:
+        state = "is empty" if not any(folder.iterdir()) else "is incomplete"
+        raise ModelLoadError(
+            f"the {role} model directory {source.name!r} {state}: it lacks {' and '.join(missing)}; give {option} a "
+            "directory written by save_pretrained or a downloaded hub snapshot"
+        )
 
 
 def _gemma_gguf() -> Path:
@@ -116,16 +161,22 @@ def load_pretrained(cls: Any, source: ModelSource, role: str, option: str, **kwa
     Classes without `from_pretrained` (sentence-transformers) are called with the location instead.
     """
     load = getattr(cls, "from_pretrained", cls)
+    check_model_dir(source, role, option)
+    offline = source.is_hub_id and not hub_reachable()
+    if offline:  # the local hub cache only: no request, so no retries
+        kwargs["local_files_only"] = True
     try:
         if source.gguf_file is not None:
             return load(source.location, gguf_file=source.gguf_file, **kwargs)
         return load(source.location, **kwargs)
     except Exception as error:  # from_pretrained raises OSError, ValueError, KeyError, ... for bad models
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = str(error).strip().splitlines()[0].rstrip(".") if str(error).strip() else type(error).__name__
+        if offline:
+            reason = "the Hugging Face hub is unreachable and the model is not in its local cache"
+        hint = f"; if this machine is offline, copy the model's directory here and pass it with {option} /path/to/model"
         raise ModelLoadError(
-            f"could not load the {role} model {source.name!r} ({cls.__name__}): {reason}\n"
-            f"If this machine is offline, download the model elsewhere, copy its directory here and pass it "
-            f"with {option} /path/to/model (set HF_HUB_OFFLINE=1 to skip network retries)."
+            f"could not load the {role} model {source.name!r} ({cls.__name__}): {reason}"
+            + (hint if source.is_hub_id else "")
         ) from error
 
 

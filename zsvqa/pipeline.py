@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import os
 import time
 import zlib
 from collections import OrderedDict
@@ -22,7 +23,7 @@ from zsvqa.cache import IntermediateCache, file_identity
 from zsvqa.candidates import AnswerCandidate, AnswerCandidateExtractor
 from zsvqa.captioning import PatchCaptioner
 from zsvqa.config import PipelineConfig, preset
-from zsvqa.errors import InputError
+from zsvqa.errors import InputError, check_type
 from zsvqa.images import check_image_path, load_image
 from zsvqa.matching import ImageQuestionMatcher
 from zsvqa.normalize import clean_caption
@@ -80,8 +81,23 @@ def timed(timings: dict[str, float], stage: str) -> Iterator[None]:
         timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
 
 
+def as_texts(name: str, value: Any) -> list[str]:
+    """A str or a list (or tuple) of str as a list. A single str is one item, never a sequence of characters."""
+    if isinstance(value, str):
+        return [value]
+    check_type(name, value, (list, tuple), "a string or a list of strings")
+    for index, item in enumerate(value):
+        check_type(f"{name}[{index}]", item, str, "a string")
+    return list(value)
+
+
+def check_image(image: Any) -> None:
+    check_type("image", image, (str, os.PathLike, Image.Image), "a file path or a PIL image")
+
+
 def check_question(question: str) -> str:
-    if not isinstance(question, str) or not question.strip():
+    check_type("question", question, str, "a string")
+    if not question.strip():
         raise InputError("the question is empty")
     return " ".join(question.split())
 
@@ -93,6 +109,9 @@ class Pipeline:
     """
 
     def __init__(self, config: PipelineConfig, cache: IntermediateCache | None = None) -> None:
+        check_type("config", config, PipelineConfig, "a PipelineConfig (see zsvqa.preset)")
+        if cache is not None:
+            check_type("cache", cache, IntermediateCache, "an IntermediateCache or None")
         self.config = config.validate()
         self.cache = cache
         if config.prompt.exemplars == "retrieved" and not config.retrieval.index:
@@ -154,13 +173,21 @@ class Pipeline:
     def answer(
         self, question: str, captions: list[str] | None = None, image: str | Path | Image.Image | None = None
     ) -> VQAResult:
-        """Answer one question about an image, or from given captions (the precomputed-caption setting)."""
-        if image is not None:
-            return self.answer_image(image, [question])[0]
-        return self.answer_from_captions(check_question(question), _check_captions(captions), {})
+        """Answer one question about an image, or from given captions (the precomputed-caption setting).
 
-    def answer_image(self, image: str | Path | Image.Image, questions: list[str]) -> list[VQAResult]:
-        """Answer several questions about one image; its vision features are computed once for all of them."""
+        `captions` is a list of captions; a single string is one caption. `image` is a file path or a PIL image.
+        Arguments of the wrong type raise TypeError; bad values (an empty question, no captions) raise InputError.
+        """
+        question = check_question(question)
+        if image is not None:
+            if captions:
+                raise InputError("give either an image or captions, not both")
+            return self.answer_image(image, [question])[0]
+        return self.answer_from_captions(question, _check_captions(captions), {})
+
+    def answer_image(self, image: str | Path | Image.Image, questions: list[str] | str) -> list[VQAResult]:
+        """Answer several questions about one image; its vision features are computed once for all of them.
+        A single string is one question (the result is still a list)."""
         return [self.answer_captioned(captioned, image=image) for captioned in self.caption_image(image, questions)]
 
     def answer_captioned(
@@ -170,15 +197,18 @@ class Pipeline:
         image: str | Path | Image.Image | None = None,
     ) -> VQAResult:
         """The text half on the vision half's output; `image` serves image-similarity exemplar retrieval."""
+        check_type("captioned", captioned, QuestionCaptions, "a QuestionCaptions (from caption_image)")
         result = self.answer_from_captions(
             captioned.question, captioned.captions, dict(captioned.timings), exemplars, image, list(captioned.cached)
         )
         result.itm_score, result.relevance = captioned.itm_score, captioned.relevance
         return result
 
-    def caption_image(self, image: str | Path | Image.Image, questions: list[str]) -> list[QuestionCaptions]:
-        """The vision half: relevance, question-guided captions and the optional ITM filter, per question."""
-        questions = [check_question(q) for q in questions]
+    def caption_image(self, image: str | Path | Image.Image, questions: list[str] | str) -> list[QuestionCaptions]:
+        """The vision half: relevance, question-guided captions and the optional ITM filter, per question.
+        A single string is one question."""
+        check_image(image)
+        questions = [check_question(q) for q in as_texts("questions", questions)]
         if not questions:
             return []
         if self.cache is None or isinstance(image, Image.Image):
@@ -265,6 +295,14 @@ class Pipeline:
         With retrieved exemplars and `retrieval.n_ensemble` > 1, each block of exemplars gets its own prompt and
         the answer with the highest log-probability wins (PICa's ensemble).
         """
+        question = check_question(question)
+        captions = as_texts("captions", captions)
+        if exemplars is not None:
+            check_type("exemplars", exemplars, (list, tuple), "a list of QAExemplar")
+            for index, exemplar in enumerate(exemplars):
+                check_type(f"exemplars[{index}]", exemplar, QAExemplar, "a QAExemplar")
+        if image is not None:
+            check_image(image)
         torch.manual_seed(self.config.seed)
         captions = [c for c in (clean_caption(c) for c in captions) if c]
         builder, answerer = self.prompt_builder, self.answerer  # loaded before any clock starts
@@ -374,8 +412,8 @@ def _cache_hit(stored: dict[str, Any]) -> QuestionCaptions:
     return QuestionCaptions(**{**stored, "timings": dict.fromkeys(stages, 0.0), "cached": stages})
 
 
-def _check_captions(captions: list[str] | None) -> list[str]:
-    cleaned = [" ".join(c.split()) for c in captions or [] if c and c.strip()]
+def _check_captions(captions: list[str] | str | None) -> list[str]:
+    cleaned = [" ".join(c.split()) for c in as_texts("captions", captions or []) if c.strip()]
     if not cleaned:
         raise InputError("no captions were given; pass at least one caption (or an image)")
     return cleaned
@@ -390,7 +428,10 @@ def ask(
 ) -> VQAResult:
     """One question, one call: `ask("what color is the bike?", ["a man riding a red bike"])` or `image=path`.
 
-    Overrides use dotted keys with `__` for the dot, e.g. `answerer__model="/models/opt"`.
+    `captions` is a list of captions; a single string is one caption (`ask(q, "a brown dog")`). `image` is a file
+    path or a PIL image. Overrides use dotted keys with `__` for the dot, e.g. `answerer__model="/models/opt"`.
+    Arguments of the wrong type raise TypeError; bad values raise InputError.
     """
+    check_type("preset_name", preset_name, str, "a preset name, one of zsvqa.PRESETS")
     settings = {key.replace("__", "."): value for key, value in overrides.items()}
     return Pipeline.from_preset(preset_name, settings).answer(question, captions, image)
