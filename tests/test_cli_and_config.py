@@ -191,14 +191,17 @@ def test_presets_are_fresh_valid_and_paper_faithful() -> None:
 
 def test_overrides_coerce_types_and_validate() -> None:
     config = preset("offline").with_overrides(
-        {"captioner.num_patches": "5", "captioner.filter_threshold": "none", "seed": "3", "answerer.kind": "seq2seq"}
+        {"captioner.num_patches": "5", "captioner.filter_threshold": "none", "seed": "3", "answerer.kind": "seq2seq",
+         "answerer.selection": "generate"}
     )
     assert (config.captioner.num_patches, config.captioner.filter_threshold, config.seed) == (5, None, 3)
     assert preset("offline").with_overrides({"captioner.filter_threshold": "0.5"}).captioner.filter_threshold == 0.5
     with pytest.raises(InputError, match="answerer.kind must be one of"):
         preset("offline").with_overrides({"answerer.kind": "magic"})
-    with pytest.raises(InputError, match="fid"):
+    with pytest.raises(InputError, match="answerer.kind 'fid' needs answerer.selection=generate"):
         preset("offline").with_overrides({"answerer.kind": "fid"})
+    with pytest.raises(InputError, match="answerer.kind 'fid' needs prompt.style 'unifiedqa'"):
+        preset("offline").with_overrides({"answerer.kind": "fid", "answerer.selection": "generate"})
 
 
 def numeric_settings() -> list[str]:
