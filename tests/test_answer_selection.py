@@ -119,7 +119,7 @@ def test_open_question_without_candidates_falls_back_to_generation(causal: Froze
 def test_scoring_needs_a_causal_answerer() -> None:
     from zsvqa.config import preset
 
-    with pytest.raises(InputError, match="needs a causal answerer"):
+    with pytest.raises(InputError, match="ranks answers by a causal LM.s likelihood; answerer.kind .fid. needs answerer.selection=generate"):
         preset("pnp-vqa").with_overrides({"answerer.selection": "score"})
 
 
