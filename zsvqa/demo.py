@@ -119,8 +119,9 @@ class Demo:
                 pipeline = self.pipeline(preset_name, overrides)
                 captioned = pipeline.caption_image(image, [question])[0]
                 result = pipeline.answer_captioned(captioned)
-            picture = _rgb(image)
-            heatmap = heatmap_image(picture, result.relevance) if result.relevance else None
+                picture = _rgb(image)
+                # matplotlib's pyplot is not thread-safe: drawn under the lock too.
+                heatmap = heatmap_image(picture, result.relevance) if result.relevance else None
             boxes = None
             if captioned.patch_grid and any(captioned.patch_indices[:BOXED_CAPTIONS]):
                 boxes = patch_boxes_image(picture, captioned.patch_indices[:BOXED_CAPTIONS], captioned.patch_grid)
