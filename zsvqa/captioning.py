@@ -23,12 +23,24 @@ Scorer = Callable[[list[str]], list[float]]
 
 
 @dataclass
+class RemovedCaption:
+    """A decoded caption that was not kept: "duplicate" (contained in a kept one) or "filtered" (ITM score under
+    the threshold, `score` set)."""
+
+    text: str
+    reason: str
+    score: float | None = None
+
+
+@dataclass
 class CaptionSet:
     captions: list[str]  # kept captions, at most N
     patch_indices: list[list[int]] = field(default_factory=list)  # the patches each caption saw ([] = all)
     generated: int = 0  # captions decoded in all, duplicates and filtered ones included
     filtered_out: int = 0  # decoded captions dropped for an ITM score under the threshold
     rounds: int = 0  # generation rounds (1 + top-up rounds)
+    removed: list[RemovedCaption] = field(default_factory=list)  # decoded captions dropped, in decoding order
+    grid: tuple[int, int] | None = None  # patch rows, columns that patch_indices count in (row-major)
 
 
 class PatchCaptioner:
@@ -84,7 +96,7 @@ class PatchCaptioner:
         threshold = self.config.filter_threshold if scorer is not None else None
         probabilities = self._patch_probabilities(features, relevance)
         generator = torch.Generator().manual_seed(seed)
-        result = CaptionSet([])
+        result = CaptionSet([], grid=features.grid)
         kept: list[str] = []  # lower-cased, for the containment test
         best_rejected: tuple[float, str, list[int]] | None = None
         while len(kept) < self.config.num_captions and result.rounds <= self.config.max_top_up_rounds:
@@ -100,10 +112,14 @@ class PatchCaptioner:
                 for caption, indices, score in zip(captions, patches.tolist(), scores):
                     key = caption.lower()
                     # As LAVIS: a caption contained in one already kept is dropped (the longer one stays).
-                    if len(kept) == self.config.num_captions or not caption or any(key in k for k in kept):
+                    if len(kept) == self.config.num_captions or not caption:
+                        continue
+                    if any(key in k for k in kept):
+                        result.removed.append(RemovedCaption(caption, "duplicate"))
                         continue
                     if score is not None and score < threshold:
                         result.filtered_out += 1
+                        result.removed.append(RemovedCaption(caption, "filtered", float(score)))
                         if best_rejected is None or score > best_rejected[0]:
                             best_rejected = (score, caption, indices)
                         continue
@@ -114,6 +130,7 @@ class PatchCaptioner:
             result.captions.append(best_rejected[1])
             result.patch_indices.append(best_rejected[2] if probabilities is not None else [])
             result.filtered_out -= 1
+            result.removed = [r for r in result.removed if r.text != best_rejected[1] or r.reason != "filtered"]
         return result
 
     def _round_size(self, result: CaptionSet, filtering: bool) -> int:

@@ -342,3 +342,18 @@ def index(questions: str, annotations: str, captions_path: str | None, images_di
     folder = build_index(examples, out, config, embed_captions, device, images_dir)
     models = config.embedding_model + (f" + images by {config.image_embedding_model}" if images_dir else "")
     click.echo(f"indexed {len(examples)} training examples with {models} into {folder}")
+
+
+@main.command()
+@click.option("--preset", default="offline", show_default=True, type=click.Choice(list(PRESETS)),
+              help="the preset the page starts with (another can be picked in the page)")
+@click.option("--port", default=7860, show_default=True, type=click.IntRange(1, 65535), help="port to serve on")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to serve on (0.0.0.0: every interface)")
+@click.option("--share", is_flag=True, help="also serve through a temporary public Gradio link")
+def demo(preset: str, port: int, host: str, share: bool) -> None:
+    """Serve the web demo: every step of an answer on one page (needs the `demo` extra)."""
+    from zsvqa.demo import install_check, serve
+
+    install_check()
+    click.echo(f"serving the zsvqa demo on http://{host}:{port} (Ctrl+C stops it)")
+    serve(preset, port, share, host)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import logging
 import os
 import time
@@ -21,17 +22,18 @@ from PIL import Image
 from zsvqa.answering import CONTENT_FREE_INPUT, Answerer, FrozenLM
 from zsvqa.cache import IntermediateCache, file_identity
 from zsvqa.candidates import AnswerCandidate, AnswerCandidateExtractor
-from zsvqa.captioning import PatchCaptioner
+from zsvqa.captioning import PatchCaptioner, RemovedCaption
 from zsvqa.config import PipelineConfig, preset
 from zsvqa.errors import InputError, check_type
 from zsvqa.images import check_image_path, load_image
-from zsvqa.matching import ImageQuestionMatcher
+from zsvqa.matching import ImageFeatures, ImageQuestionMatcher
 from zsvqa.normalize import clean_caption
 from zsvqa.prompting import PromptBuilder, QAExemplar
 from zsvqa.question_generation import QuestionGenerator, SyntheticQA
 from zsvqa.retrieval import ExemplarRetriever
 
 log = logging.getLogger(__name__)
+IMAGE_FEATURES_KEPT = 4  # images whose vision features a pipeline keeps in memory
 TINY_WARNING = "random models (tiny or random: names) are in use: captions and answers are meaningless noise"
 
 
@@ -69,7 +71,10 @@ class QuestionCaptions:
     generated: int = 0  # captions decoded, duplicates and filtered ones included
     filtered_out: int = 0  # decoded captions the ITM filter rejected
     timings: dict[str, float] = field(default_factory=dict)
-    cached: list[str] = field(default_factory=list)  # stages read from the disk cache
+    cached: list[str] = field(default_factory=list)  # stages read from the disk cache (or reused in memory)
+    patch_indices: list[list[int]] = field(default_factory=list)  # per kept caption, the patches it saw ([] = all)
+    patch_grid: tuple[int, int] | None = None  # the captioner's patch rows, columns (row-major patch indices)
+    removed: list[RemovedCaption] = field(default_factory=list)  # decoded captions de-duplicated or filtered out
 
 
 @contextlib.contextmanager
@@ -123,6 +128,9 @@ class Pipeline:
         self.warning = TINY_WARNING if any(m.startswith(("tiny:", "random:")) for m in models) else None
         if self.warning:
             log.warning(self.warning)
+        # Vision features of the last few in-memory images: several questions about one image, asked one call at
+        # a time (the demo), encode it once.
+        self._image_features: OrderedDict[str, tuple[ImageFeatures | None, ImageFeatures]] = OrderedDict()
         # Text-side results per caption set: several questions often share one set of captions.
         self._text_side_cache: OrderedDict[tuple[str, ...], tuple[list[AnswerCandidate], SyntheticQA]] = OrderedDict()
 
@@ -241,9 +249,19 @@ class Pipeline:
         needs_matcher = captioner.relevance == "gradcam" or captioner.filter_threshold is not None
         matcher = self.matcher if needs_matcher else None  # loaded before the clock starts
         caption_stage = self.captioner
-        with timed(shared, "image_features"):
-            match_features = matcher.encode_image(picture) if matcher else None
-            caption_features = caption_stage.encode_image(picture)
+        key = _image_key(picture)
+        reused = key in self._image_features
+        if reused:
+            self._image_features.move_to_end(key)
+            match_features, caption_features = self._image_features[key]
+            shared["image_features"] = 0.0
+        else:
+            with timed(shared, "image_features"):
+                match_features = matcher.encode_image(picture) if matcher else None
+                caption_features = caption_stage.encode_image(picture)
+            self._image_features[key] = (match_features, caption_features)
+            if len(self._image_features) > IMAGE_FEATURES_KEPT:
+                self._image_features.popitem(last=False)
         matches = [None] * len(questions)
         if captioner.relevance == "gradcam":
             with timed(shared, "relevance"):
@@ -272,6 +290,10 @@ class Pipeline:
                     generated=captions.generated,
                     filtered_out=captions.filtered_out,
                     timings=timings,
+                    cached=["image_features"] if reused else [],
+                    patch_indices=captions.patch_indices,
+                    patch_grid=captions.grid,
+                    removed=captions.removed,
                 )
             )
         return results
@@ -409,7 +431,19 @@ class Pipeline:
 def _cache_hit(stored: dict[str, Any]) -> QuestionCaptions:
     """Captions an earlier run made: their stages cost nothing now, so they are timed 0 and named as cached."""
     stages = sorted(stored.get("timings", {}))
-    return QuestionCaptions(**{**stored, "timings": dict.fromkeys(stages, 0.0), "cached": stages})
+    grid = stored.get("patch_grid")
+    removed = [RemovedCaption(**r) for r in stored.get("removed", [])]
+    return QuestionCaptions(**{
+        **stored, "timings": dict.fromkeys(stages, 0.0), "cached": stages, "removed": removed,
+        "patch_grid": tuple(grid) if grid else None,
+    })
+
+
+def _image_key(picture: Image.Image) -> str:
+    """An in-memory image by content: the same picture uploaded again finds its features."""
+    digest = hashlib.sha1(picture.tobytes())
+    digest.update(f"{picture.mode}{picture.size}".encode())
+    return digest.hexdigest()
 
 
 def _check_captions(captions: list[str] | str | None) -> list[str]:
