@@ -220,6 +220,7 @@ def ablate(out: str, grid_file: str | None, factors: tuple[str, ...], categories
         summary = evaluate(
             config, inputs.dataset, folder / "variants" / name, inputs.captions, inputs.lemmatized,
             inputs.cache_path, progress=inputs.progress, data_description=inputs.description,
+            score_choices=inputs.score_choices,
         )
         records = read_predictions(folder / "variants" / name / "predictions.jsonl").values()
         seconds = [r.get("seconds", 0.0) for r in records]
