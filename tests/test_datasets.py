@@ -275,3 +275,10 @@ def test_bundled_llm_from_precomputed_captions(tmp_path) -> None:
     assert json.loads((tmp_path / "g" / "metrics.json").read_text())["num_questions"] == 2
     for folder in ("a", "g"):
         assert {"results.json", "metrics.json", "config.json"} <= {p.name for p in (tmp_path / folder).iterdir()}
+
+
+def test_an_encoder_that_cannot_load_stops_the_run_before_work(tmp_path) -> None:
+    data = write_aokvqa(tmp_path / "data")
+    result = run(*aok_args(data, tmp_path / "run", "--set", "retrieval.embedding_model=bundled:nothing"))
+    assert_one_error_line(result.output, "unknown bundled model 'bundled:nothing'")
+    assert not (tmp_path / "run" / "predictions.jsonl").exists()

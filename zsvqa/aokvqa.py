@@ -105,15 +105,21 @@ class ChoiceMapper:
         self.device = device
         self._encoder: Any = None  # loaded on first use: a run that resumes everything never loads it
 
+    def load(self) -> Any:
+        """The encoder; a run loads it before its first question, so a model that cannot load stops it before work."""
+        from zsvqa.retrieval import load_encoder
+
+        if self._encoder is None:
+            self._encoder = load_encoder(self.model, self.device, option="--set retrieval.embedding_model")
+        return self._encoder
+
     def __call__(self, answer: str, choices: list[str]) -> str:
         exact = [c for c in choices if _normal(c) == _normal(answer)]
         if exact or not answer.strip():
             return exact[0] if exact else choices[0]  # an empty answer says nothing: the first choice, as a guess
-        from zsvqa.retrieval import _embed, load_encoder
+        from zsvqa.retrieval import _embed
 
-        if self._encoder is None:
-            self._encoder = load_encoder(self.model, self.device, option="--set retrieval.embedding_model")
-        vectors = _embed(self._encoder, [answer, *choices])
+        vectors = _embed(self.load(), [answer, *choices])
         similarities = vectors[1:] @ vectors[0]
         return choices[int(similarities.argmax())]  # ties go to the first choice
 

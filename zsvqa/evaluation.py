@@ -176,6 +176,8 @@ class Evaluator:
         wanted = {q.question_id for q in self.dataset.questions}
         resumed = len(wanted & set(done))
         accuracies = [r["accuracy"] for qid, r in done.items() if qid in wanted and r.get("accuracy") is not None]
+        if self.choice_mapper is not None and wanted - set(done):
+            self.choice_mapper.load()
         bar = tqdm(total=len(wanted), initial=resumed, unit="q", desc="eval", disable=not progress, dynamic_ncols=True)
         answered = 0
         with predictions_path.open("a", encoding="utf-8") as out:
