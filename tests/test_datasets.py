@@ -11,7 +11,7 @@ from synthetic_data import AOKVQA, GQA, write_aokvqa, write_gqa
 from test_cli_and_config import assert_one_error_line
 from zsvqa.aokvqa import ChoiceMapper, direct_answer_accuracy, read_aokvqa, summarize_aokvqa
 from zsvqa.cli import main
-from zsvqa.data import VQAQuestion, image_key, load_dataset, read_id_list
+from zsvqa.data import VQAQuestion, image_key, load_dataset, read_id_list, select
 from zsvqa.evaluation import read_predictions
 from zsvqa.gqa import gqa_accuracy, summarize_gqa
 
@@ -77,6 +77,9 @@ def test_choice_mapper_takes_the_nearest_choice_by_meaning() -> None:
 
 def test_ids_keep_their_spelling() -> None:
     assert (image_key("000000000042"), image_key(42), image_key("n161313")) == (42, 42, "n161313")
+    questions = [VQAQuestion(42, 1, "?"), VQAQuestion("22MexNkBPpdZGX6sxbxVBH", 1, "?"), VQAQuestion("7", 1, "?")]
+    chosen = select(questions, question_ids=["0042", "22MexNkBPpdZGX6sxbxVBH"])  # "0042" was int("0042") == 42
+    assert [q.question_id for q in chosen] == [42, "22MexNkBPpdZGX6sxbxVBH"]
 
 
 def test_readers_on_official_files(tmp_path) -> None:

@@ -160,11 +160,12 @@ def select(
     `split_by_image` it samples whole images instead, adding every question of each, until N are reached.
     """
     if question_ids is not None:
-        wanted = {str(i) for i in question_ids}
-        unknown = sorted(wanted - {str(q.question_id) for q in questions})
+        # By spelling, numbers without leading zeros ("0042" is 42, as when ids were read as ints).
+        wanted = {str(image_key(i)) for i in question_ids}
+        unknown = sorted(wanted - {str(image_key(q.question_id)) for q in questions})
         if unknown:
             raise InputError(f"{len(unknown)} requested question ids are not in the questions file, e.g. {unknown[:5]}")
-        questions = [q for q in questions if str(q.question_id) in wanted]
+        questions = [q for q in questions if str(image_key(q.question_id)) in wanted]
     if limit is None or limit >= len(questions):
         return questions
     if limit < 1:
