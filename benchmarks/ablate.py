@@ -213,13 +213,15 @@ def ablate(out: str, grid_file: str | None, factors: tuple[str, ...], categories
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "grid.json").write_text(json.dumps(grid, indent=2), encoding="utf-8")
     answer_types = sorted({q.answer_type for q in inputs.dataset.questions if q.answer_type})
-    categories = {int(k): v for k, v in read_json(categories_file, "categories").items()} if categories_file else {}
+    # By the ids' spelling: integer (VQA) and string (A-OKVQA, GQA) ids alike.
+    categories = {str(k): v for k, v in read_json(categories_file, "categories").items()} if categories_file else {}
     rows = []
     for assignment, config in tqdm(variants, desc="variants", unit="variant", disable=not inputs.progress):
         name = variant_name(assignment)
         summary = evaluate(
             config, inputs.dataset, folder / "variants" / name, inputs.captions, inputs.lemmatized,
             inputs.cache_path, progress=inputs.progress, data_description=inputs.description,
+            score_choices=inputs.score_choices,
         )
         records = read_predictions(folder / "variants" / name / "predictions.jsonl").values()
         seconds = [r.get("seconds", 0.0) for r in records]
@@ -228,7 +230,9 @@ def ablate(out: str, grid_file: str | None, factors: tuple[str, ...], categories
             "variant": name,
             **assignment,
             "accuracy": metrics.get("overall"),
-            **{f"acc_{t}": metrics.get("per_answer_type", {}).get(t) for t in answer_types},
+            # GQA's answer_type is its structural type, reported as per_structural_type.
+            **{f"acc_{t}": (metrics.get("per_answer_type") or metrics.get("per_structural_type") or {}).get(t)
+               for t in answer_types},
             **category_accuracy(records, categories),
             "seconds_per_question": sum(seconds) / len(seconds) if seconds else None,
             "errors": len(summary.errors),
@@ -241,12 +245,13 @@ def ablate(out: str, grid_file: str | None, factors: tuple[str, ...], categories
     click.echo(f"wrote {folder}/results.csv, results.md" + "".join(f", {p.name}" for p in plots))
 
 
-def category_accuracy(records: Any, categories: dict[int, str]) -> dict[str, float]:
+def category_accuracy(records: Any, categories: dict[str, str]) -> dict[str, float]:
     """Accuracy in percent per category of question, for the questions the categories file names."""
     scores: dict[str, list[float]] = {}
     for record in records:
-        if record["question_id"] in categories and record.get("accuracy") is not None:
-            scores.setdefault(categories[record["question_id"]], []).append(record["accuracy"])
+        category = categories.get(str(record["question_id"]))
+        if category is not None and record.get("accuracy") is not None:
+            scores.setdefault(category, []).append(record["accuracy"])
     return {f"acc_{name}": round(100 * sum(v) / len(v), 2) for name, v in sorted(scores.items())}
 
 

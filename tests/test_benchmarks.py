@@ -172,3 +172,11 @@ def test_results_table_has_one_number_format_per_column(ablate, tmp_path) -> Non
 def test_usage_line_names_the_script_once(script) -> None:
     result = run_script(f"benchmarks/{script}.py", "--help")
     assert result.returncode == 0 and result.stdout.startswith(f"Usage: {script}.py [OPTIONS]\n")
+
+
+def test_category_accuracy_matches_string_and_integer_ids_by_spelling(ablate) -> None:
+    # A categories file's keys are JSON strings; VQA ids are ints, GQA's strings: both match by their spelling.
+    records = [{"question_id": 42, "accuracy": 1.0}, {"question_id": "20968379", "accuracy": 0.0},
+               {"question_id": "x", "accuracy": 1.0}]
+    categories = {"42": "color", "20968379": "color"}
+    assert ablate.category_accuracy(records, categories) == {"acc_color": 50.0}  # (1 + 0) / 2; "x" has none

@@ -182,6 +182,13 @@ def test_presets_are_fresh_valid_and_paper_faithful() -> None:
     pnp = preset("pnp-vqa")
     assert (pnp.captioner.num_patches, pnp.captioner.num_captions, pnp.answerer.kind) == (20, 100, "fid")
     assert preset("img2llm").question_gen.backend == "t5" and preset("img2llm").captioner.filter_threshold == 0.5
+    # Where the papers' other benchmarks differ: LAVIS gqa_eval_large.yaml (num_captions_fid 5), Img2LLM's A-OKVQA
+    # run with its OK-VQA prompt (no yes/no exemplars); every other setting is the base preset's.
+    gqa, aok = preset("pnp-vqa-gqa"), preset("img2llm-aokvqa")
+    assert gqa.prompt.captions_per_passage == 5 and aok.prompt.yes_no_exemplars is False
+    gqa.prompt.captions_per_passage, aok.prompt.yes_no_exemplars = 1, True
+    assert (gqa.to_flat_dict() | {"name": "pnp-vqa"}) == preset("pnp-vqa").to_flat_dict()
+    assert (aok.to_flat_dict() | {"name": "img2llm"}) == preset("img2llm").to_flat_dict()
     first = preset("offline")
     first.answerer.model = "changed"
     assert preset("offline").answerer.model == "bundled:gemma-3-270m"

@@ -310,6 +310,11 @@ class Answerer:
         best = next(iter(ranked))
         return Answer(best, best, scores[best], ranked)
 
+    def score_choices(self, prompt: Prompt, choices: list[str]) -> dict[str, float]:
+        """Given choices (A-OKVQA's multiple choice) ranked by log-likelihood after the prompt, best first."""
+        scores = self._choice_scores(prompt, {choice: [choice] for choice in dict.fromkeys(choices)})
+        return dict(sorted(scores.items(), key=lambda item: -item[1]))
+
     def _choice_scores(self, prompt: Prompt, choices: dict[str, list[str]]) -> dict[str, float]:
         """Each answer's log-likelihood, summed over the ways it may be written."""
         forms = [(answer, form) for answer, written in choices.items() for form in written]

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import click
 
 from zsvqa.config import PRESETS, PipelineConfig
-from zsvqa.data import VQADataset
+from zsvqa.data import DATASETS, VQADataset
 from zsvqa.errors import InputError, ZsvqaError
 from zsvqa.outputs import check_output_dir, check_output_file
 
@@ -197,11 +197,13 @@ def echo_result(result: Any, as_json: bool) -> None:
 
 
 DATASET_OPTIONS: list[tuple[str, dict[str, Any]]] = [
-    ("--dataset", dict(required=True, type=click.Choice(["vqav2", "okvqa"]))),
-    ("--questions", dict(required=True, help="official questions JSON")),
-    ("--annotations", dict(help="official annotations JSON; without it the run only predicts (test-dev)")),
-    ("--images", dict(help="COCO image folder (COCO_val2014_%012d.jpg ...)")),
+    ("--dataset", dict(required=True, type=click.Choice(list(DATASETS)))),
+    ("--questions", dict(required=True, help="official questions JSON (A-OKVQA, GQA: with their answers, if any)")),
+    ("--annotations", dict(help="VQAv2 / OK-VQA annotations JSON; without it the run only predicts (test-dev)")),
+    ("--images", dict(help="image folder: COCO_val2014_%012d.jpg (VQAv2, OK-VQA), %012d.jpg (A-OKVQA: COCO 2017), "
+                           "<imageId>.jpg (GQA)")),
     ("--captions", dict(help="precomputed captions ({image_id: [...]} or COCO captions); replaces the captioner")),
+    ("--score-choices", dict(is_flag=True, help="A-OKVQA: the LLM also picks a choice by log-likelihood")),
     ("--exemplars", dict(help="exemplar index from `run.py index`: PICa-style retrieved exemplars")),
     ("--n-shot", dict(type=int, help="retrieved exemplars per prompt")),
     ("--n-ensemble", dict(type=int, help="prompts per question; the most probable answer wins")),
@@ -228,8 +230,9 @@ class EvalInputs:
 
     config: PipelineConfig
     dataset: VQADataset
-    captions: dict[int, list[str]] | None
+    captions: dict[int | str, list[str]] | None
     lemmatized: bool
+    score_choices: bool
     cache_path: Path | None
     progress: bool
     description: dict[str, Any]
@@ -273,6 +276,7 @@ def eval_inputs(options: dict[str, Any]) -> EvalInputs:
         dataset=dataset,
         captions=captions,
         lemmatized=options["lemmatized"],
+        score_choices=options["score_choices"],
         cache_path=cache_path,
         progress=not options["no_progress"],
         description=description,
@@ -294,22 +298,29 @@ def config_command(as_json: bool, **options: Any) -> None:
 @click.option("--out", required=True, help="run folder: predictions.jsonl, results.json, metrics.json, config.json")
 @dataset_options
 def evaluate_command(out: str, **options: Any) -> None:
-    """Evaluate on a VQAv2 or OK-VQA split; a rerun of the same command resumes."""
+    """Evaluate on a VQAv2, OK-VQA, A-OKVQA or GQA split; a rerun of the same command resumes."""
     from zsvqa.evaluation import evaluate
 
     check_output_dir(out, "--out")
     inputs = eval_inputs(options)
     summary = evaluate(
         inputs.config, inputs.dataset, out, inputs.captions, inputs.lemmatized, inputs.cache_path,
-        progress=inputs.progress, data_description=inputs.description,
+        progress=inputs.progress, data_description=inputs.description, score_choices=inputs.score_choices,
     )
     click.echo(f"answered {summary.answered} questions ({summary.resumed} done earlier) in {summary.seconds:.1f}s")
     if summary.errors:
         click.echo(f"{len(summary.errors)} questions failed, e.g. {next(iter(summary.errors.items()))}", err=True)
     if summary.metrics:
-        per_type = ", ".join(f"{k or '?'} {v:.2f}" for k, v in summary.metrics["per_answer_type"].items())
-        click.echo(f"{summary.metrics['metric']}: {summary.metrics['overall']:.2f}  ({per_type})")
+        click.echo(metrics_line(summary.metrics))
     click.echo(f"wrote {summary.out_dir}/results.json" + (", metrics.json" if summary.metrics else ""))
+
+
+def metrics_line(metrics: dict[str, Any]) -> str:
+    """The headline accuracy and its breakdown: per answer type (VQA), structural type (GQA), or choice (A-OKVQA)."""
+    parts = metrics.get("per_answer_type") or metrics.get("per_structural_type") or {}
+    details = [f"{k or '?'} {v:.2f}" for k, v in parts.items()]
+    details += [f"multiple choice by {way} {v['accuracy']:.2f}" for way, v in metrics.get("multiple_choice", {}).items()]
+    return f"{metrics['metric']}: {metrics['overall']:.2f}" + (f"  ({', '.join(details)})" if details else "")
 
 
 @main.command()

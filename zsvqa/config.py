@@ -345,6 +345,24 @@ def _pnp_vqa() -> PipelineConfig:
     )
 
 
+def _pnp_vqa_gqa() -> PipelineConfig:
+    # LAVIS projects/pnp-vqa/eval/gqa_eval_large.yaml differs from its VQAv2 / OK-VQA files in one setting:
+    # num_captions_fid 5, five captions per Fusion-in-Decoder passage (20 passages of the 100 captions).
+    config = _pnp_vqa()
+    config.name = "pnp-vqa-gqa"
+    config.prompt.captions_per_passage = 5
+    return config
+
+
+def _img2llm_aokvqa() -> PipelineConfig:
+    # Img2LLM runs A-OKVQA with its OK-VQA settings: no yes/no exemplars. The rest is img2llm's (Img2Prompt's
+    # run_aokvqa.sh passes 30 captions, 30 questions and answers of at most 10 tokens, as the preset has).
+    config = _img2llm()
+    config.name = "img2llm-aokvqa"
+    config.prompt.yes_no_exemplars = False
+    return config
+
+
 def _img2llm() -> PipelineConfig:
     # LAVIS img2prompt_vqa.py / CR-Gjx/Img2Prompt: answers extracted by its rules, T5 questions over all captions,
     # its prompt bytes (prompts/img2llm.txt) with the three yes/no exemplars first (VQAv2; off for OK-VQA).
@@ -409,7 +427,9 @@ def _tiny() -> PipelineConfig:
 PRESETS: dict[str, typing.Callable[[], PipelineConfig]] = {
     "offline": _offline,
     "pnp-vqa": _pnp_vqa,
+    "pnp-vqa-gqa": _pnp_vqa_gqa,
     "img2llm": _img2llm,
+    "img2llm-aokvqa": _img2llm_aokvqa,
     "pica": _pica,
     "tiny": _tiny,
 }

@@ -1,4 +1,5 @@
-"""Reading VQAv2 / OK-VQA in their official formats, choosing subsets, and checking everything before work starts."""
+"""Reading the datasets in their official formats (VQAv2 / OK-VQA here; A-OKVQA and GQA in their own modules),
+choosing subsets, and checking everything before work starts."""
 
 from __future__ import annotations
 
@@ -13,35 +14,46 @@ from typing import Any
 
 from zsvqa.errors import InputError
 
-DATASETS = ("vqav2", "okvqa")
+DATASETS = ("vqav2", "okvqa", "aokvqa", "gqa")
+# A-OKVQA and GQA files carry their own answers; VQAv2 / OK-VQA keep them in a separate annotations file.
+SELF_ANNOTATED = ("aokvqa", "gqa")
 # COCO_val2014_000000000042.jpg, COCO_train2014_..., or a bare 000000000042.jpg / 42.jpg
 _IMAGE_NAME = re.compile(r"(?:^|_)0*(\d+)\.(?:jpe?g|png)$", re.IGNORECASE)
 
 
 @dataclass
 class VQAQuestion:
-    question_id: int
-    image_id: int
+    question_id: int | str  # as the file spells it: VQA ints, A-OKVQA and GQA strings
+    image_id: int | str  # see image_key
     question: str
-    answers: list[str] = field(default_factory=list)  # the ten human answers, if annotated
-    answer_type: str = ""
-    question_type: str = ""
-    multiple_choice_answer: str = ""
+    answers: list[str] = field(default_factory=list)  # the ten human answers (GQA: its one answer), if annotated
+    answer_type: str = ""  # GQA: the structural type (verify, query, choose, logical, compare)
+    question_type: str = ""  # GQA: the semantic type (rel, attr, obj, cat, global)
+    multiple_choice_answer: str = ""  # A-OKVQA: the correct choice, if annotated
+    choices: list[str] = field(default_factory=list)  # A-OKVQA's multiple-choice options
+    difficult_direct_answer: bool = False  # A-OKVQA: left out of the direct-answer metric, as officially
 
 
 @dataclass
 class VQADataset:
     name: str
     questions: list[VQAQuestion]
-    image_paths: dict[int, Path]  # image id -> file, for the questions' images
+    image_paths: dict[int | str, Path]  # image id -> file, for the questions' images
     annotated: bool
 
-    def by_image(self) -> dict[int, list[VQAQuestion]]:
+    def by_image(self) -> dict[int | str, list[VQAQuestion]]:
         """Questions grouped by image, in first-seen order, so each image is encoded once."""
-        groups: dict[int, list[VQAQuestion]] = defaultdict(list)
+        groups: dict[int | str, list[VQAQuestion]] = defaultdict(list)
         for question in self.questions:
             groups[question.image_id].append(question)
         return dict(groups)
+
+
+def image_key(value: int | str) -> int | str:
+    """One spelling per image id, whatever the file used: 42, "42" and "000042" are the int 42 (COCO ids, GQA's
+    numeric ids); others ("n161313") stay strings. Images, captions and questions all meet on this key."""
+    text = str(value).strip()
+    return int(text) if text.isdigit() else text
 
 
 def read_json(path: str | Path, what: str) -> Any:
@@ -119,23 +131,26 @@ def index_images(images_dir: str | Path) -> dict[int, Path]:
     return found
 
 
-def read_id_list(path: str | Path) -> list[int]:
-    """Question ids from a JSON list or a file with one id per line."""
+def read_id_list(path: str | Path) -> list[str]:
+    """Question ids from a JSON list or a file with one id per line, as text: they are matched by their spelling,
+    so integer (VQA) and string (A-OKVQA, GQA) ids work alike."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as error:
         raise InputError(f"cannot read the question-ids file {str(path)!r}: {error.strerror}") from error
     try:
         values = json.loads(text) if text.lstrip().startswith("[") else text.split()
-        return [int(v) for v in values]
-    except (ValueError, TypeError) as error:
-        raise InputError(f"question-ids file {str(path)!r} must hold integer ids: {error}") from error
+    except ValueError as error:
+        raise InputError(f"question-ids file {str(path)!r} is not a valid JSON list: {error}") from error
+    if not isinstance(values, list) or not all(isinstance(v, (int, str)) and not isinstance(v, bool) for v in values):
+        raise InputError(f"question-ids file {str(path)!r} must hold a list of ids (numbers or strings)")
+    return [str(v).strip() for v in values]
 
 
 def select(
     questions: list[VQAQuestion],
     limit: int | None = None,
-    question_ids: list[int] | None = None,
+    question_ids: list[str] | None = None,
     split_by_image: bool = False,
     seed: int = 0,
 ) -> list[VQAQuestion]:
@@ -145,29 +160,72 @@ def select(
     `split_by_image` it samples whole images instead, adding every question of each, until N are reached.
     """
     if question_ids is not None:
-        known = {q.question_id for q in questions}
-        unknown = [i for i in question_ids if i not in known]
+        # By spelling, numbers without leading zeros ("0042" is 42, as when ids were read as ints).
+        wanted = {str(image_key(i)) for i in question_ids}
+        unknown = sorted(wanted - {str(image_key(q.question_id)) for q in questions})
         if unknown:
             raise InputError(f"{len(unknown)} requested question ids are not in the questions file, e.g. {unknown[:5]}")
-        wanted = set(question_ids)
-        questions = [q for q in questions if q.question_id in wanted]
+        questions = [q for q in questions if str(image_key(q.question_id)) in wanted]
     if limit is None or limit >= len(questions):
         return questions
     if limit < 1:
         raise InputError(f"--limit must be at least 1; got {limit}")
     rng = random.Random(seed)
     if split_by_image:
-        groups: dict[int, list[VQAQuestion]] = defaultdict(list)
+        groups: dict[int | str, list[VQAQuestion]] = defaultdict(list)
         for q in questions:
             groups[q.image_id].append(q)
-        chosen: set[int] = set()
-        for image_id in rng.sample(sorted(groups), len(groups)):
+        chosen: set[int | str] = set()
+        for image_id in rng.sample(sorted(groups, key=_id_order), len(groups)):
             if sum(len(groups[i]) for i in chosen) >= limit:
                 break
             chosen.add(image_id)
         return [q for q in questions if q.image_id in chosen]
     keep = set(rng.sample(range(len(questions)), limit))
     return [q for i, q in enumerate(questions) if i in keep]
+
+
+def _id_order(image_id: int | str) -> tuple[bool, int, str]:
+    """Integer ids in numeric order (as before string ids existed, so a seed picks the same subset), then strings."""
+    return (isinstance(image_id, str), image_id if isinstance(image_id, int) else 0, str(image_id))
+
+
+def index_image_stems(images_dir: str | Path) -> dict[int | str, Path]:
+    """image id -> file for folders named by id alone (GQA's images/<imageId>.jpg)."""
+    folder = Path(images_dir)
+    if not folder.is_dir():
+        raise InputError(f"images folder {str(folder)!r} does not exist")
+    return {
+        image_key(path.stem): path
+        for path in sorted(folder.iterdir())
+        if path.suffix.lower() in (".jpg", ".jpeg", ".png")
+    }
+
+
+def expected_image_name(dataset: str, image_id: int | str) -> str:
+    """How the official image folder names an image, for the message when one is missing."""
+    if dataset == "gqa" or isinstance(image_id, str):
+        return f"{image_id}.jpg"
+    return f"{image_id:012d}.jpg" if dataset == "aokvqa" else f"COCO_val2014_{image_id:012d}.jpg"
+
+
+def read_dataset_questions(
+    name: str, questions_path: str | Path, annotations_path: str | Path | None
+) -> tuple[list[VQAQuestion], bool]:
+    """The questions of any supported dataset, and whether they carry answers to score against."""
+    if name not in DATASETS:
+        raise InputError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    if name in SELF_ANNOTATED and annotations_path is not None:
+        raise InputError(f"the {name} questions file carries its own answers; leave out --annotations")
+    if name == "aokvqa":
+        from zsvqa.aokvqa import read_aokvqa
+
+        return read_aokvqa(questions_path)
+    if name == "gqa":
+        from zsvqa.gqa import read_gqa
+
+        return read_gqa(questions_path)
+    return read_questions(questions_path, annotations_path), annotations_path is not None
 
 
 def load_dataset(
@@ -181,22 +239,20 @@ def load_dataset(
     seed: int = 0,
 ) -> VQADataset:
     """Read and check a split: every selected question must have its image (when images are needed)."""
-    if name not in DATASETS:
-        raise InputError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-    questions = read_questions(questions_path, annotations_path)
+    questions, annotated = read_dataset_questions(name, questions_path, annotations_path)
     ids = read_id_list(question_ids_path) if question_ids_path else None
     questions = select(questions, limit, ids, split_by_image, seed)
-    image_paths: dict[int, Path] = {}
+    image_paths: dict[int | str, Path] = {}
     if images_dir is not None:
-        available = index_images(images_dir)
-        missing = sorted({q.image_id for q in questions if q.image_id not in available})
+        available: dict[int | str, Path] = index_image_stems(images_dir) if name == "gqa" else dict(index_images(images_dir))
+        missing = sorted({q.image_id for q in questions if q.image_id not in available}, key=_id_order)
         if missing:
             raise InputError(
                 f"{len(missing)} images have no file in {str(images_dir)!r}, e.g. image ids {missing[:5]} "
-                f"(expected names like COCO_val2014_{missing[0]:012d}.jpg)"
+                f"(expected names like {expected_image_name(name, missing[0])})"
             )
         image_paths = {q.image_id: available[q.image_id] for q in questions}
-    return VQADataset(name, questions, image_paths, annotated=annotations_path is not None)
+    return VQADataset(name, questions, image_paths, annotated=annotated)
 
 
 def file_fingerprint(path: str | Path) -> dict[str, Any]:
@@ -208,18 +264,18 @@ def file_fingerprint(path: str | Path) -> dict[str, Any]:
     return {"size": Path(path).stat().st_size, "sha256": digest.hexdigest()}
 
 
-def read_captions_file(path: str | Path) -> dict[int, list[str]]:
+def read_captions_file(path: str | Path) -> dict[int | str, list[str]]:
     """Precomputed captions: a plain {image_id: [captions]} JSON, or the COCO captions annotation format."""
     data = read_json(path, "captions")
-    captions: dict[int, list[str]] = defaultdict(list)
+    captions: dict[int | str, list[str]] = defaultdict(list)
     try:
         if isinstance(data, dict) and "annotations" in data:
             for record in data["annotations"]:
-                captions[int(record["image_id"])].append(str(record["caption"]).strip())
+                captions[image_key(record["image_id"])].append(str(record["caption"]).strip())
         elif isinstance(data, dict):
             for image_id, values in data.items():
                 values = [values] if isinstance(values, str) else values
-                captions[int(image_id)] += [str(v).strip() for v in values]
+                captions[image_key(image_id)] += [str(v).strip() for v in values]
         else:
             raise TypeError("expected a JSON object")
     except (KeyError, TypeError, ValueError) as error:
@@ -230,9 +286,9 @@ def read_captions_file(path: str | Path) -> dict[int, list[str]]:
 
 
 def check_captions_cover(
-    questions: list[VQAQuestion], captions: dict[int, list[str]], source: str = "the precomputed captions"
+    questions: list[VQAQuestion], captions: dict[int | str, list[str]], source: str = "the precomputed captions"
 ) -> None:
     """Every image of the questions needs a non-empty caption, checked before work as image files are."""
-    missing = sorted({q.image_id for q in questions if not any(c.strip() for c in captions.get(q.image_id, []))})
+    missing = sorted({q.image_id for q in questions if not any(c.strip() for c in captions.get(q.image_id, []))}, key=_id_order)
     if missing:
         raise InputError(f"{len(missing)} images have no captions in {source}, e.g. image ids {missing[:5]}")

@@ -13,8 +13,10 @@ from typing import Any, Callable
 
 from tqdm import tqdm
 
+from zsvqa.aokvqa import ChoiceMapper, direct_answer_accuracy, submission, summarize_aokvqa
 from zsvqa.data import VQADataset, VQAQuestion, check_captions_cover
 from zsvqa.errors import InputError
+from zsvqa.gqa import gqa_accuracy, predictions, summarize_gqa
 from zsvqa.metric import ScoredQuestion, lemmatized_vqa_accuracy, summarize, vqa_accuracy
 from zsvqa.outputs import check_output_dir, locked_run_folder, write_atomic
 from zsvqa.pipeline import Pipeline, QuestionCaptions
@@ -32,22 +34,24 @@ class EvalSummary:
     out_dir: Path
     answered: int  # questions answered in this run
     resumed: int  # questions found finished from an earlier run
-    errors: dict[int, str]  # question id -> error, for questions that could not be answered
+    errors: dict[int | str, str]  # question id -> error, for questions that could not be answered
     metrics: dict[str, Any] | None
     seconds: float
 
 
-def read_predictions(path: Path) -> dict[int, dict[str, Any]]:
+def read_predictions(path: Path) -> dict[int | str, dict[str, Any]]:
     """Finished questions from a predictions file. A line cut off by a crash is ignored and the question redone;
     so is a question that failed (a corrupt image, say), in case its cause was fixed since."""
-    done: dict[int, dict[str, Any]] = {}
+    done: dict[int | str, dict[str, Any]] = {}
     if not path.exists():
         return done
     with path.open(encoding="utf-8") as handle:
         for line in handle:
             try:
                 record = json.loads(line)
-                question_id = int(record["question_id"])
+                question_id = record["question_id"]  # an int (VQA) or a string (A-OKVQA, GQA), as written
+                if not isinstance(question_id, (int, str)) or isinstance(question_id, bool):
+                    continue
                 if record.get("error"):
                     done.pop(question_id, None)
                 else:
@@ -57,7 +61,7 @@ def read_predictions(path: Path) -> dict[int, dict[str, Any]]:
     return done
 
 
-def compact_predictions(path: Path) -> dict[int, dict[str, Any]]:
+def compact_predictions(path: Path) -> dict[int | str, dict[str, Any]]:
     """The finished questions; the file is rewritten to hold exactly them, one line each, when it holds anything
     else: failed records (redone now), records a retry superseded, a line a crash cut off."""
     done = read_predictions(path)
@@ -110,7 +114,12 @@ def _check_run_config(out_dir: Path, run_config: dict[str, Any]) -> None:
     write_atomic(path, json.dumps(run_config, indent=2))
 
 
-def score_question(question: VQAQuestion, answer: str, lemmatized: bool) -> float:
+def score_question(question: VQAQuestion, answer: str, lemmatized: bool, dataset: str = "vqav2") -> float:
+    """The dataset's own per-question score, in [0, 1] (A-OKVQA: its direct-answer score)."""
+    if dataset == "gqa":
+        return gqa_accuracy(answer, question.answers[0])
+    if dataset == "aokvqa":
+        return direct_answer_accuracy(answer, question.answers)
     return (lemmatized_vqa_accuracy if lemmatized else vqa_accuracy)(answer, question.answers)
 
 
@@ -122,12 +131,20 @@ class Evaluator:
         pipeline: Pipeline,
         dataset: VQADataset,
         out_dir: str | Path,
-        captions: dict[int, list[str]] | None = None,
+        captions: dict[int | str, list[str]] | None = None,
         lemmatized: bool = False,
         data_description: dict[str, Any] | None = None,
+        score_choices: bool = False,
     ) -> None:
         if lemmatized and dataset.name != "okvqa":
             raise InputError("the lemmatized accuracy is an OK-VQA variant; use it with --dataset okvqa")
+        if score_choices and dataset.name != "aokvqa":
+            raise InputError("--score-choices ranks A-OKVQA's multiple choices; use it with --dataset aokvqa")
+        if score_choices and pipeline.config.answerer.kind != "causal":
+            raise InputError(
+                f"--score-choices ranks the choices by a causal LM's likelihood; answerer.kind is "
+                f"{pipeline.config.answerer.kind!r}"
+            )
         if captions is None and not dataset.image_paths:
             raise InputError("give the images folder (--images), or precomputed captions (--captions)")
         if captions is not None:
@@ -138,6 +155,12 @@ class Evaluator:
         self.captions = captions
         self.lemmatized = lemmatized
         self.data_description = data_description or {}
+        self.score_choices = score_choices
+        # A-OKVQA's free answers are mapped to a choice by the sentence encoder retrieval uses.
+        self.choice_mapper = (
+            ChoiceMapper(pipeline.config.retrieval.embedding_model, pipeline.config.device)
+            if dataset.name == "aokvqa" else None
+        )
 
     def run(self, progress: bool = True, on_answer: Callable[[dict[str, Any]], None] | None = None) -> EvalSummary:
         """Answer what the folder lacks; one writer at a time (a second is refused naming the first's pid)."""
@@ -153,6 +176,8 @@ class Evaluator:
         wanted = {q.question_id for q in self.dataset.questions}
         resumed = len(wanted & set(done))
         accuracies = [r["accuracy"] for qid, r in done.items() if qid in wanted and r.get("accuracy") is not None]
+        if self.choice_mapper is not None and wanted - set(done):
+            self.choice_mapper.load()
         bar = tqdm(total=len(wanted), initial=resumed, unit="q", desc="eval", disable=not progress, dynamic_ncols=True)
         answered = 0
         with predictions_path.open("a", encoding="utf-8") as out:
@@ -182,7 +207,7 @@ class Evaluator:
             log.warning("%d questions could not be answered; see 'error' in %s", len(errors), predictions_path)
         return EvalSummary(self.out_dir, answered, resumed, errors, metrics, time.perf_counter() - start)
 
-    def _answer_image(self, image_id: int, questions: list[VQAQuestion]) -> list[dict[str, Any]]:
+    def _answer_image(self, image_id: int | str, questions: list[VQAQuestion]) -> list[dict[str, Any]]:
         """Answer one image's questions; an image that cannot be read becomes an error record per question."""
         try:
             if self.captions is not None:  # every image has captions: checked in __init__
@@ -195,10 +220,16 @@ class Evaluator:
         image = self.dataset.image_paths.get(image_id)  # with precomputed captions, only for image retrieval
         for question, item in zip(questions, captioned):
             try:
-                result = self.pipeline.answer_captioned(item, image=image)
+                scored = {"choices": question.choices} if self.score_choices else {}
+                result = self.pipeline.answer_captioned(item, image=image, **scored)
             except InputError as error:
                 records.append(self._record(question, error=str(error)))
                 continue
+            chosen = {}
+            if self.choice_mapper is not None:
+                chosen["choice_embedding"] = self.choice_mapper(result.answer, question.choices)
+            if self.score_choices and result.given_choice_scores:
+                chosen["choice_llm"] = next(iter(result.given_choice_scores))
             records.append(
                 self._record(
                     question,
@@ -211,6 +242,7 @@ class Evaluator:
                     seconds=round(sum(result.timings.values()), 4),  # cached stages count 0: not spent here
                     **({"cached": result.cached} if result.cached else {}),
                     **({"similarity": result.retrieval_similarity} if result.retrieval_similarity else {}),
+                    **chosen,
                 )
             )
         return records
@@ -224,18 +256,31 @@ class Evaluator:
             **fields,
         }
         if self.dataset.annotated:
-            record["accuracy"] = score_question(question, answer, self.lemmatized) if error is None else 0.0
+            record["accuracy"] = (
+                score_question(question, answer, self.lemmatized, self.dataset.name) if error is None else 0.0
+            )
         if error is not None:
             record["error"] = error
         return record
 
     def _write_results(self, records: list[dict[str, Any]]) -> None:
-        """The official submission format."""
-        results = [{"question_id": r["question_id"], "answer": r["answer"]} for r in records]
+        """The dataset's official submission format."""
+        results: Any
+        if self.dataset.name == "aokvqa":
+            results = submission(records)
+        elif self.dataset.name == "gqa":
+            results = predictions(records)
+        else:
+            results = [{"question_id": r["question_id"], "answer": r["answer"]} for r in records]
         write_atomic(self.out_dir / RESULTS_FILE, json.dumps(results))
 
     def _write_metrics(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         questions = {q.question_id: q for q in self.dataset.questions}
+        if self.dataset.name == "aokvqa":
+            encoder = self.pipeline.config.retrieval.embedding_model
+            return self._save_metrics(summarize_aokvqa(records, questions, encoder), records)
+        if self.dataset.name == "gqa":
+            return self._save_metrics(summarize_gqa(records, questions), records)
         scored = [
             ScoredQuestion(
                 r["question_id"],
@@ -246,7 +291,9 @@ class Evaluator:
             for r in records
         ]
         name = "okvqa-lemmatized-accuracy (Img2LLM variant, not official)" if self.lemmatized else "vqa-accuracy"
-        metrics = summarize(scored, name)
+        return self._save_metrics(summarize(scored, name), records)
+
+    def _save_metrics(self, metrics: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
         metrics["errors"] = sum(1 for r in records if r.get("error"))
         write_atomic(self.out_dir / METRICS_FILE, json.dumps(metrics, indent=2))
         return metrics
@@ -270,6 +317,8 @@ class Evaluator:
                 "num_questions": len(self.dataset.questions),
                 "precomputed_captions": self.captions is not None,
                 "lemmatized_metric": self.lemmatized,
+                # Only where it applies, so run folders made before the option existed still resume.
+                **({"score_choices": self.score_choices} if self.dataset.name == "aokvqa" else {}),
             },
         }
 
@@ -284,11 +333,12 @@ def evaluate(
     config: Any,
     dataset: VQADataset,
     out_dir: str | Path,
-    captions: dict[int, list[str]] | None = None,
+    captions: dict[int | str, list[str]] | None = None,
     lemmatized: bool = False,
     cache_path: str | Path | None = None,
     progress: bool = True,
     data_description: dict[str, Any] | None = None,
+    score_choices: bool = False,
 ) -> EvalSummary:
     """Evaluate a `PipelineConfig` on a dataset into `out_dir`, with intermediates cached at `cache_path`."""
     from zsvqa.cache import IntermediateCache
@@ -296,7 +346,7 @@ def evaluate(
     cache = IntermediateCache(cache_path) if cache_path else None
     try:
         pipeline = Pipeline(config, cache)
-        evaluator = Evaluator(pipeline, dataset, out_dir, captions, lemmatized, data_description)
+        evaluator = Evaluator(pipeline, dataset, out_dir, captions, lemmatized, data_description, score_choices)
         return evaluator.run(progress)
     finally:
         if cache is not None:

@@ -56,7 +56,7 @@ def lemmatized_vqa_accuracy(prediction: str, ground_truth: list[str]) -> float:
 
 @dataclass
 class ScoredQuestion:
-    question_id: int
+    question_id: int | str
     accuracy: float  # in [0, 1]
     answer_type: str
     question_type: str

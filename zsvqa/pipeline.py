@@ -55,6 +55,7 @@ class VQAResult:
     choice_scores: dict[str, float] | None = None  # with answerer.selection score / calibrated
     retrieval_similarity: str | None = None  # with retrieved exemplars: "question+image" or "question"
     cached: list[str] = field(default_factory=list)  # stages read from the disk cache, timed 0: not spent here
+    given_choice_scores: dict[str, float] | None = None  # given choices (multiple choice) by log-likelihood
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -203,11 +204,14 @@ class Pipeline:
         captioned: QuestionCaptions,
         exemplars: list[QAExemplar] | None = None,
         image: str | Path | Image.Image | None = None,
+        choices: list[str] | None = None,
     ) -> VQAResult:
-        """The text half on the vision half's output; `image` serves image-similarity exemplar retrieval."""
+        """The text half on the vision half's output; `image` serves image-similarity exemplar retrieval; given
+        `choices` are also ranked by the LM's log-likelihood after the answer's prompt."""
         check_type("captioned", captioned, QuestionCaptions, "a QuestionCaptions (from caption_image)")
         result = self.answer_from_captions(
-            captioned.question, captioned.captions, dict(captioned.timings), exemplars, image, list(captioned.cached)
+            captioned.question, captioned.captions, dict(captioned.timings), exemplars, image, list(captioned.cached),
+            choices,
         )
         result.itm_score, result.relevance = captioned.itm_score, captioned.relevance
         return result
@@ -310,6 +314,7 @@ class Pipeline:
         exemplars: list[QAExemplar] | None = None,
         image: str | Path | Image.Image | None = None,
         cached: list[str] | None = None,
+        choices: list[str] | None = None,
     ) -> VQAResult:
         """The text half: candidates, exemplars, prompt, answer. `exemplars` replaces the configured ones; `image`
         (when given) adds image similarity to exemplar retrieval; `cached` names stages read from the disk cache.
@@ -359,6 +364,10 @@ class Pipeline:
             if best is None or answer.logprob > best[1].logprob:
                 best = (prompt, answer)
         prompt, answer = best
+        given_choice_scores = None
+        if choices:
+            with timed(timings, "choices"):
+                given_choice_scores = answerer.score_choices(prompt, list(choices))
         return VQAResult(
             question=question,
             answer=answer.text,
@@ -374,6 +383,7 @@ class Pipeline:
             choice_scores=answer.choice_scores,
             retrieval_similarity=similarity,
             cached=cached,
+            given_choice_scores=given_choice_scores,
         )
 
     def _text_side(

@@ -1,0 +1,90 @@
+"""GQA in its official format (the balanced question files, e.g. testdev_balanced_questions.json), its accuracy
+and its prediction file.
+
+The metric is exact match against the one answer, reported overall and per structural and per semantic type as
+the official evaluation groups them. The official script compares raw strings; GQA's answers are lower case
+without punctuation or articles, so the prediction gets the VQA answer normalization first (as LAVIS does for
+generated GQA answers): "The table." is "table". The gold answer is normalized the same way, which leaves GQA's
+own answers as they are.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from zsvqa.data import VQAQuestion, image_key, read_json
+from zsvqa.errors import InputError
+from zsvqa.metric import ScoredQuestion, summarize
+from zsvqa.normalize import normalize_vqa_answer, normalize_whitespace
+
+METRIC = "gqa-accuracy (exact match after VQA answer normalization)"
+
+
+def _question(question_id: str, record: Any, where: str) -> tuple[VQAQuestion, bool]:
+    """One question and whether it carries an answer; a malformed record is an InputError naming it."""
+    label = f"{where}: question {question_id!r}"
+    if not isinstance(record, dict):
+        raise InputError(f"{label} is not an object")
+    missing = [f for f in ("imageId", "question") if f not in record]
+    if missing:
+        raise InputError(f"{label} lacks {', '.join(missing)}")
+    if not isinstance(record["question"], str) or not record["question"].strip():
+        raise InputError(f"{label} has an empty question")
+    if not isinstance(record["imageId"], (str, int)) or not str(record["imageId"]).strip():
+        raise InputError(f"{label} has no usable imageId")
+    types = record.get("types") or {}
+    if not isinstance(types, dict):
+        raise InputError(f"{label}: types must be an object with structural and semantic")
+    question = VQAQuestion(
+        question_id, image_key(record["imageId"]), record["question"].strip(),
+        answer_type=str(types.get("structural", "")), question_type=str(types.get("semantic", "")),
+    )
+    if "answer" not in record:
+        return question, False
+    if not isinstance(record["answer"], str) or not record["answer"].strip():
+        raise InputError(f"{label} has an empty answer")
+    question.answers = [record["answer"]]
+    return question, True
+
+
+def read_gqa(path: str | Path) -> tuple[list[VQAQuestion], bool]:
+    """The questions in file order, and whether they carry answers (the challenge files do not)."""
+    data = read_json(path, "GQA questions")
+    where = repr(str(path))
+    if not isinstance(data, dict) or isinstance(data.get("questions"), list):
+        raise InputError(f"{where} is not a JSON object keyed by question id; is it an official GQA questions file?")
+    if not data:
+        raise InputError(f"{where} holds no questions")
+    read = [_question(str(question_id), record, where) for question_id, record in data.items()]
+    annotated = [has_answer for _, has_answer in read]
+    if any(annotated) and not all(annotated):
+        raise InputError(f"{where}: some questions have an answer and others do not, e.g. {read[annotated.index(False)][0].question_id!r}")
+    return [question for question, _ in read], annotated[0]
+
+
+def _normal(text: str) -> str:
+    return normalize_vqa_answer(normalize_whitespace(text))
+
+
+def gqa_accuracy(prediction: str, answer: str) -> float:
+    """1.0 for an exact match after normalization, else 0.0."""
+    return float(_normal(prediction) == _normal(answer))
+
+
+def summarize_gqa(records: list[dict[str, Any]], questions: dict[Any, VQAQuestion]) -> dict[str, Any]:
+    """Overall accuracy and accuracy per structural and per semantic type, in %."""
+    scored = [
+        ScoredQuestion(r["question_id"], r["accuracy"], questions[r["question_id"]].answer_type,
+                       questions[r["question_id"]].question_type)
+        for r in records
+    ]
+    metrics = summarize(scored, METRIC)
+    metrics["per_structural_type"] = metrics.pop("per_answer_type")
+    metrics["per_semantic_type"] = metrics.pop("per_question_type")
+    return metrics
+
+
+def predictions(records: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The official prediction file: [{"questionId": ..., "prediction": ...}]."""
+    return [{"questionId": str(r["question_id"]), "prediction": r["answer"]} for r in records]
