@@ -207,8 +207,10 @@ def speed(preset_name: str, num_captions: int | None, num_patches: int | None, n
 
     report["load_seconds"] = timed(load_stages, device)[1]
     # Loading converts checkpoints (float32 files to bfloat16, say): a one-off peak that is not the run's.
-    memory["loading_peak_gb"] = peak_rss_gb()
+    # Resident first: the peak read after it can only be higher, while anything allocated between the two
+    # readings would otherwise put the resident figure above the peak.
     memory["models_loaded_gb"] = resident_gb()
+    memory["loading_peak_gb"] = peak_rss_gb()
     matcher, captioner = pipeline.matcher, pipeline.captioner
     steps.update()
 
