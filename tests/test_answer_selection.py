@@ -44,6 +44,8 @@ def test_cached_batched_scores_equal_full_forward(causal: FrozenLM) -> None:
     ("Is there a dog?", "yesno"), ("are the cars parked", "yesno"), ("Does it rain?", "yesno"),
     ("How many dogs are there?", "number"), ("What color is the bus?", "color"),
     ("What is the man holding?", "open"), ("Where is the cat?", "open"), ("", "open"),
+    ("Is this a cat or a dog?", "choice"), ("is the man standing or sitting", "choice"), ("Is it day or night?", "choice"),
+    ("Is it on the left or?", "yesno"), ("Or is it?", "open"),
 ])
 def test_question_kinds(question: str, kind: str) -> None:
     assert question_kind(question) == kind
@@ -58,6 +60,16 @@ def test_answer_choices_by_kind() -> None:
         "bicycle": ["bicycle"], "man": ["man"]
     }
     assert answer_choices("what is he riding?", []) == {}
+    # Either-or questions choose between the two they name; the captions' candidates are not offered.
+    assert answer_choices("Is this a cat or a dog?", ["cat", "bed"]) == {"cat": ["cat"], "dog": ["dog"]}
+    assert answer_choices("is the man standing or sitting", []) == {"standing": ["standing"], "sitting": ["sitting"]}
+    # The question's own words are never its answer; a phrase with one new word stays.
+    assert list(answer_choices("What is the man riding?", ["man", "bicycle", "man riding", "red man"])) == [
+        "bicycle", "red man"
+    ]
+    # A colour is dropped from an object answer only where the bare object is offered too.
+    riding = answer_choices("what is he riding?", ["red bicycle", "bicycle", "black triangle", "hot dog", "dog"])
+    assert list(riding) == ["bicycle", "black triangle", "hot dog", "dog"]
 
 
 class ScriptedLM:

@@ -20,6 +20,7 @@ YES_NO_OPENERS = {
     "is", "are", "was", "were", "do", "does", "did", "can", "could", "will", "would", "has", "have", "had",
     "should", "may", "might", "must", "isn't", "aren't", "doesn't", "don't", "didn't", "wasn't", "can't",
 }
+ARTICLES = {"a", "an", "the"}
 CONTENT_FREE_INPUT = "N/A"  # Zhao et al.'s content-free input
 
 
@@ -40,7 +41,7 @@ class Answer:
 
 
 def question_kind(question: str) -> str:
-    """"yesno", "number", "color" or "open", from the question's first words."""
+    """"yesno", "choice" (either-or), "number", "color" or "open", from the question's first words."""
     words = question.lower().replace("?", " ").split()
     if not words:
         return "open"
@@ -48,7 +49,21 @@ def question_kind(question: str) -> str:
         return "number"
     if words[:2] == ["what", "color"] or words[:2] == ["what", "colour"]:
         return "color"
-    return "yesno" if words[0] in YES_NO_OPENERS else "open"
+    if words[0] in YES_NO_OPENERS:
+        # "is it a cat or a dog?" asks for one of the two, not yes or no.
+        return "choice" if _alternatives(question) else "yesno"
+    return "open"
+
+
+def _alternatives(question: str) -> list[str]:
+    """The two answers an either-or question offers ("is the man standing or sitting?" -> standing, sitting)."""
+    words = question.lower().replace("?", " ").replace(",", " ").split()
+    if "or" not in words[1:-1]:
+        return []
+    split = len(words) - 1 - words[::-1].index("or")
+    right = [w for w in words[split + 1 :] if w not in ARTICLES]
+    left = words[split - 1]
+    return [left, " ".join(right)] if 0 < len(right) <= 3 and left not in ARTICLES else []
 
 
 def answer_choices(question: str, candidates: list[str]) -> dict[str, list[str]]:
@@ -59,12 +74,24 @@ def answer_choices(question: str, candidates: list[str]) -> dict[str, list[str]]
     kind = question_kind(question)
     if kind == "yesno":
         return {"yes": ["yes"], "no": ["no"]}
+    if kind == "choice":
+        return {option: [option] for option in _alternatives(question)}
     if kind == "number":
         words = {digit: word for word, digit in NUMBER_WORDS.items() if word != "none"}
         return {str(n): [str(n), words[str(n)]] if str(n) in words else [str(n)] for n in range(11)}
+    colors = load_json("question_templates.json")["colors"]
     if kind == "color":
-        return {color: [color] for color in load_json("question_templates.json")["colors"]}
-    return {c: [c] for c in dict.fromkeys(candidates) if c not in ("yes", "no")}
+        return {color: [color] for color in colors}
+    # The question's own words are not its answer ("man" for "what is the man riding?").
+    asked = set(question.lower().replace("?", " ").split())
+    unique = [c for c in dict.fromkeys(candidates) if c not in ("yes", "no") and not set(c.split()) <= asked]
+    # A colour the question did not ask for is not part of a VQA answer ("red bicycle" where "bicycle" is offered).
+    return {c: [c] for c in unique if not _colored(c, colors, unique)}
+
+
+def _colored(candidate: str, colors: list[str], candidates: list[str]) -> bool:
+    first, _, rest = candidate.partition(" ")
+    return first in colors and rest in candidates
 
 
 class FrozenLM:
