@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import inspect
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -270,6 +270,16 @@ class _StopAtNewline:
         return torch.tensor(["\n" in text for text in texts], device=input_ids.device)
 
 
+@dataclass
+class AnswerRequest:
+    """What `Answerer.__call__` takes, for a batch of them."""
+
+    prompt: Prompt
+    question: str = ""
+    candidates: list[str] = field(default_factory=list)
+    content_free: Prompt | None = None
+
+
 class Answerer:
     """Prompt -> Answer, by free generation or by scoring a closed answer set (answerer.selection).
 
@@ -279,9 +289,27 @@ class Answerer:
     is left is the evidence the captions add, without the question's own pull towards "yes".
     """
 
-    def __init__(self, lm: FrozenLM, selection: str = "generate") -> None:
+    def __init__(self, lm: FrozenLM, selection: str = "generate", batch_size: int = 1) -> None:
         self.lm = lm
         self.selection = selection
+        self.batch_size = batch_size
+
+    def answer_many(self, requests: list[AnswerRequest]) -> list[Answer]:
+        """Answers to several prompts: those freely generated run `batch_size` at a time (left-padded for causal
+        LMs); scored ones, and any at batch size 1, one by one as `__call__` does (with its key/value cache reuse)."""
+        answers: dict[int, Answer] = {}
+        batched = []
+        for index, request in enumerate(requests):
+            free = self.selection == "generate" or not answer_choices(request.question, request.candidates)
+            if free and self.batch_size > 1 and self.lm.config.kind != "fid":
+                batched.append(index)
+            else:
+                answers[index] = self(request.prompt, request.question, request.candidates, request.content_free)
+        for start in range(0, len(batched), self.batch_size):
+            chunk = batched[start : start + self.batch_size]
+            for index, generation in zip(chunk, self.lm.generate([requests[i].prompt.text for i in chunk])):
+                answers[index] = Answer(clean_answer(generation.text), generation.text, generation.logprob)
+        return [answers[index] for index in range(len(requests))]
 
     def __call__(
         self, prompt: Prompt, question: str = "", candidates: list[str] | None = None,

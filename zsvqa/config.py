@@ -140,6 +140,9 @@ class AnswererConfig:
     selection: str = "generate"
     # Prompt budget in tokens; None uses the model's own context length.
     max_prompt_tokens: int | None = 2048
+    # Prompts generated at once (an image's questions, PICa's ensemble); 1 answers one at a time, reusing the key/value
+    # cache of the prompt head an image's questions share. Scored answers (selection score/calibrated) stay one by one.
+    batch_size: int = 1
 
 
 @dataclass
@@ -280,6 +283,7 @@ MINIMUMS: dict[str, int] = {
     "retrieval.n_ensemble": 1,
     "answerer.max_new_tokens": 1,
     "answerer.max_prompt_tokens": 1,
+    "answerer.batch_size": 1,
     "seed": 0,
 }
 

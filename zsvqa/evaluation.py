@@ -288,12 +288,12 @@ class Evaluator:
             return [self._record(q, error=str(error)) for q in questions]
         records = []
         image = self.dataset.image_paths.get(image_id)  # with precomputed captions, only for image retrieval
-        for question, item in zip(questions, captioned):
-            try:
-                scored = {"choices": question.choices} if self.score_choices else {}
-                result = self.pipeline.answer_captioned(item, image=image, **scored)
-            except InputError as error:
-                records.append(self._record(question, error=str(error)))
+        choices = [q.choices for q in questions] if self.score_choices else None
+        # All of an image's questions at once: answerer.batch_size prompts go through the LM together.
+        answered = self.pipeline.answer_captioned_many(captioned, image=image, choices=choices)
+        for question, result in zip(questions, answered):
+            if isinstance(result, InputError):
+                records.append(self._record(question, error=str(result)))
                 continue
             chosen = {}
             if self.choice_mapper is not None:
