@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from zsvqa.config import AnswererConfig
-from zsvqa.models import load_frozen
+from zsvqa.models import big_model_placement, load_frozen
 from zsvqa.normalize import NUMBER_WORDS, clean_answer
 from zsvqa.prompting import Prompt, load_json
 
@@ -81,9 +81,13 @@ class FrozenLM:
         self.config = config
         self.device = device
         cls = AutoModelForCausalLM if config.kind == "causal" else AutoModelForSeq2SeqLM
+        placement = big_model_placement(config.device_map, config.load_in)
         self.model, self.tokenizer = load_frozen(
-            cls, config.model, "answerer", "--answerer-model", device, gguf_file=config.gguf_file, dtype=dtype
+            cls, config.model, "answerer", "--answerer-model", device, gguf_file=config.gguf_file, dtype=dtype,
+            placement=placement,
         )
+        if placement:  # accelerate placed the layers: inputs go where the first ones are
+            self.device = str(self.model.device)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         # Batched causal generation continues from the right end of each prompt.

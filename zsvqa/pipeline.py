@@ -28,7 +28,7 @@ from zsvqa.errors import InputError, check_type
 from zsvqa.images import check_image_path, load_image
 from zsvqa.matching import ImageFeatures, ImageQuestionMatcher
 from zsvqa.normalize import clean_caption
-from zsvqa.prompting import PromptBuilder, QAExemplar
+from zsvqa.prompting import PromptBuilder, QAExemplar, chat_prompt
 from zsvqa.question_generation import QuestionGenerator, SyntheticQA
 from zsvqa.retrieval import ExemplarRetriever
 
@@ -422,6 +422,9 @@ class Pipeline:
                 if self.config.answerer.selection == "calibrated":
                     # The input made content-free is the image: the question stays, what describes the image goes.
                     content_free = builder(question, [CONTENT_FREE_INPUT], [])
+                if self.config.answerer.chat_template:
+                    prompt = chat_prompt(prompt, self.lm.tokenizer)
+                    content_free = content_free and chat_prompt(content_free, self.lm.tokenizer)
             requests.append(AnswerRequest(prompt, question, candidate_texts, content_free))
         return _Plan(question, captions, timings, cached, candidate_texts, requests, similarity)
 
