@@ -72,3 +72,24 @@ def test_batched_generation_equals_one_at_a_time_on_gemma() -> None:
     lm = Pipeline.from_preset("offline").lm
     requests = [AnswerRequest(_prompt(text)) for text in PROMPTS[:3]]
     _check_equal(Answerer(lm).answer_many(requests), Answerer(lm, batch_size=3).answer_many(requests))
+
+
+def test_eval_batches_across_images_with_the_same_results(tmp_path, monkeypatch) -> None:
+    from synthetic_data import write_dataset
+    from zsvqa.data import load_dataset
+    from zsvqa.evaluation import Evaluator, _chunks
+
+    data = write_dataset(tmp_path / "data")
+    dataset = load_dataset("vqav2", data["questions"], data["annotations"], data["images"])
+    groups = list(dataset.by_image().items())  # 3, 2 and 1 questions
+    assert [[len(g[1]) for g in chunk] for chunk in _chunks(groups, 4)] == [[3, 2], [1]]
+    assert [[len(g[1]) for g in chunk] for chunk in _chunks(groups, 1)] == [[3], [2], [1]]
+    config = preset("tiny")
+    single = Evaluator(Pipeline(config), dataset, tmp_path / "one").run(progress=False)
+    pipeline = Pipeline(config.with_overrides({"answerer.batch_size": "4"}))
+    sizes = []
+    original = pipeline.answer_captioned_many
+    monkeypatch.setattr(pipeline, "answer_captioned_many", lambda items, **kw: sizes.append(len(items)) or original(items, **kw))
+    batched = Evaluator(pipeline, dataset, tmp_path / "four").run(progress=False)
+    assert sizes == [5, 1] and single.answered == batched.answered == 6
+    assert (tmp_path / "one" / "results.json").read_bytes() == (tmp_path / "four" / "results.json").read_bytes()

@@ -335,7 +335,7 @@ def test_evaluator_metrics_hand_worked_with_an_error_counted_as_zero(tmp_path) -
                 itm_score=None, captions=item.captions, exemplars=[], timings={}, retrieval_similarity=None, cached=[],
             )
 
-        def answer_captioned_many(self, items, image=None, choices=None):  # type: ignore[no-untyped-def]
+        def answer_captioned_many(self, items, image=None, choices=None, images=None):  # type: ignore[no-untyped-def]
             results = []
             for item in items:
                 try:

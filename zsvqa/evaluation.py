@@ -225,11 +225,10 @@ class Evaluator:
         bar = tqdm(total=len(wanted), initial=resumed, unit="q", desc="eval", disable=not progress, dynamic_ncols=True)
         answered = 0
         with predictions_path.open("a", encoding="utf-8") as out:
-            for image_id, questions in self.dataset.by_image().items():
-                todo = [q for q in questions if q.question_id not in done and image_id in mine]
-                if not todo:
-                    continue
-                for record in self._answer_image(image_id, todo):
+            todo = [(image_id, [q for q in questions if q.question_id not in done])
+                    for image_id, questions in self.dataset.by_image().items() if image_id in mine]
+            for chunk in _chunks([group for group in todo if group[1]], self.pipeline.config.answerer.batch_size):
+                for record in self._answer_images(chunk):
                     out.write(json.dumps(record) + "\n")
                     out.flush()
                     os.fsync(out.fileno())  # a crash right after loses nothing written
@@ -277,30 +276,36 @@ class Evaluator:
             path.unlink(missing_ok=True)
         return merged, duplicates
 
-    def _answer_image(self, image_id: int | str, questions: list[VQAQuestion]) -> list[dict[str, Any]]:
-        """Answer one image's questions; an image that cannot be read becomes an error record per question."""
-        try:
-            if self.captions is not None:  # every image has captions: checked in __init__
-                captioned = [QuestionCaptions(q.question, self.captions[image_id]) for q in questions]
-            else:
-                captioned = self.pipeline.caption_image(self.dataset.image_paths[image_id], [q.question for q in questions])
-        except InputError as error:
-            return [self._record(q, error=str(error)) for q in questions]
-        records = []
-        image = self.dataset.image_paths.get(image_id)  # with precomputed captions, only for image retrieval
+    def _answer_images(self, groups: list[tuple[int | str, list[VQAQuestion]]]) -> list[dict[str, Any]]:
+        """Answer some images' questions, their prompts together; an image that cannot be read becomes an error
+        record per question."""
+        records: dict[int | str, dict[str, Any]] = {}
+        questions: list[VQAQuestion] = []
+        captioned: list[QuestionCaptions] = []
+        images = []
+        for image_id, group in groups:
+            try:
+                if self.captions is not None:  # every image has captions: checked in __init__
+                    captioned += [QuestionCaptions(q.question, self.captions[image_id]) for q in group]
+                else:
+                    captioned += self.pipeline.caption_image(self.dataset.image_paths[image_id], [q.question for q in group])
+            except InputError as error:
+                records.update({q.question_id: self._record(q, error=str(error)) for q in group})
+                continue
+            questions += group
+            images += [self.dataset.image_paths.get(image_id)] * len(group)  # with captions: for image retrieval
         choices = [q.choices for q in questions] if self.score_choices else None
-        # All of an image's questions at once: answerer.batch_size prompts go through the LM together.
-        answered = self.pipeline.answer_captioned_many(captioned, image=image, choices=choices)
+        answered = self.pipeline.answer_captioned_many(captioned, images=images, choices=choices)
         for question, result in zip(questions, answered):
             if isinstance(result, InputError):
-                records.append(self._record(question, error=str(result)))
+                records[question.question_id] = self._record(question, error=str(result))
                 continue
             chosen = {}
             if self.choice_mapper is not None:
                 chosen["choice_embedding"] = self.choice_mapper(result.answer, question.choices)
             if self.score_choices and result.given_choice_scores:
                 chosen["choice_llm"] = next(iter(result.given_choice_scores))
-            records.append(
+            records[question.question_id] = (
                 self._record(
                     question,
                     answer=result.answer,
@@ -315,7 +320,7 @@ class Evaluator:
                     **chosen,
                 )
             )
-        return records
+        return [records[q.question_id] for _, group in groups for q in group]
 
     def _record(self, question: VQAQuestion, answer: str = "", error: str | None = None, **fields: Any) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -393,6 +398,21 @@ class Evaluator:
                 **({"score_choices": self.score_choices} if self.dataset.name == "aokvqa" else {}),
             },
         }
+
+
+def _chunks(
+    groups: list[tuple[int | str, list[VQAQuestion]]], batch_size: int
+) -> list[list[tuple[int | str, list[VQAQuestion]]]]:
+    """Consecutive images, enough to fill an answerer batch (at least one image each)."""
+    chunks: list[list[tuple[int | str, list[VQAQuestion]]]] = []
+    size = batch_size
+    for group in groups:
+        if size >= batch_size:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(group)
+        size += len(group[1])
+    return chunks
 
 
 def default_cache_path() -> Path:

@@ -345,14 +345,17 @@ class Pipeline:
         items: list[QuestionCaptions],
         image: str | Path | Image.Image | None = None,
         choices: list[list[str] | None] | None = None,
+        images: list[str | Path | Image.Image | None] | None = None,
     ) -> list[VQAResult | InputError]:
-        """`answer_captioned` for several questions (an image's), their prompts answered together in batches of
-        `answerer.batch_size`; a question with bad input gets its InputError in place of a result."""
+        """`answer_captioned` for several questions (an image's, or several images' with `images` naming each
+        item's), their prompts answered together in batches of `answerer.batch_size`; a question with bad input
+        gets its InputError in place of a result."""
         plans: list[_Plan | InputError] = []
-        for item in items:
+        for index, item in enumerate(items):
             check_type("captioned", item, QuestionCaptions, "a QuestionCaptions (from caption_image)")
+            picture = images[index] if images is not None else image
             try:
-                plans.append(self._plan(item.question, item.captions, dict(item.timings), None, image, list(item.cached)))
+                plans.append(self._plan(item.question, item.captions, dict(item.timings), None, picture, list(item.cached)))
             except InputError as error:
                 plans.append(error)
         good = [plan for plan in plans if isinstance(plan, _Plan)]
