@@ -305,6 +305,8 @@ def speed(preset_name: str, num_captions: int | None, num_patches: int | None, n
     steps.close()
     report["pipeline"] = {
         "optimized_s_per_question": optimized_seconds / len(questions),
+        # One process on one device: the rate each GPU (or CPU process) of a sharded eval contributes.
+        "questions_per_second_per_device": len(questions) / optimized_seconds,
         "all_optimisations_off_s_per_question": baseline_seconds / len(baseline),
         "all_optimisations_off_questions": len(baseline),
         "speedup": (baseline_seconds / len(baseline)) / (optimized_seconds / len(questions)),
@@ -345,6 +347,8 @@ def render(report: dict[str, Any]) -> str:
         f"| 4. whole pipeline, s/question | {p['optimized_s_per_question']:.3f} | "
         f"{p['all_optimisations_off_s_per_question']:.3f} (all off) | {p['speedup']:.1f}x |",
         "",
+        f"throughput: {p['questions_per_second_per_device']:.3f} questions/s on one {report['settings']['device']} "
+        "process (a sharded eval on N devices: about N times this)",
         "where the time goes (optimised, s/question): "
         + ", ".join(f"{k} {v:.3f}" for k, v in p["stage_s_per_question"].items()),
         f"memory (resident): models loaded {report['memory']['models_loaded_gb']:.2f} GiB (loading peak "

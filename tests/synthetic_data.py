@@ -117,3 +117,26 @@ def write_gqa(root: Path) -> dict[str, Path]:
     _images(paths["images"], [f"{i}.jpg" for i in GQA_CAPTIONS])
     paths["captions"].write_text(json.dumps(GQA_CAPTIONS))
     return paths
+
+
+def write_large_dataset(root: Path, num_images: int) -> dict[str, Path]:
+    """The VQAv2 files with `num_images` images and two questions each: enough work to stop a run midway."""
+    images = root / "val2014"
+    images.mkdir(parents=True, exist_ok=True)
+    questions, annotations = [], []
+    for index in range(num_images):
+        image_id = 100 + index
+        pixels = np.random.RandomState(index).randint(0, 256, (48, 64, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(images / f"COCO_val2014_{image_id:012d}.jpg")
+        for number, (_, question, answers, answer_type, question_type) in enumerate(QUESTIONS[index % 3 :][:2]):
+            question_id = image_id * 10 + number
+            questions.append({"image_id": image_id, "question": question, "question_id": question_id})
+            annotations.append({
+                "question_id": question_id, "image_id": image_id, "answer_type": answer_type,
+                "question_type": question_type, "multiple_choice_answer": answers[0],
+                "answers": [{"answer": a, "answer_confidence": "yes", "answer_id": i + 1} for i, a in enumerate(answers)],
+            })
+    paths = {"images": images, "questions": root / "questions.json", "annotations": root / "annotations.json"}
+    paths["questions"].write_text(json.dumps({"questions": questions}))
+    paths["annotations"].write_text(json.dumps({"annotations": annotations}))
+    return paths

@@ -87,7 +87,8 @@ def test_speed_script_with_tiny_preset(tmp_path) -> None:
     assert report["captioning"]["captions"] == 8 and report["questions"] == 2
     assert report["machine"]["cpu_count"] >= 1 and 0 < report["memory"]["models_loaded_gb"] <= report["memory"]["loading_peak_gb"]
     assert "reference_lavis" not in report  # no comparison with the reference for tiny models
-    assert "| 4. whole pipeline" in result.stdout
+    assert "| 4. whole pipeline" in result.stdout and "questions/s on one cpu process" in result.stdout
+    assert report["pipeline"]["questions_per_second_per_device"] > 0
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +169,7 @@ def test_results_table_has_one_number_format_per_column(ablate, tmp_path) -> Non
     ]
 
 
-@pytest.mark.parametrize("script", ["ablate", "speed"])
+@pytest.mark.parametrize("script", ["ablate", "speed", "scaling"])
 def test_usage_line_names_the_script_once(script) -> None:
     result = run_script(f"benchmarks/{script}.py", "--help")
     assert result.returncode == 0 and result.stdout.startswith(f"Usage: {script}.py [OPTIONS]\n")
@@ -180,3 +181,18 @@ def test_category_accuracy_matches_string_and_integer_ids_by_spelling(ablate) ->
                {"question_id": "x", "accuracy": 1.0}]
     categories = {"42": "color", "20968379": "color"}
     assert ablate.category_accuracy(records, categories) == {"acc_color": 50.0}  # (1 + 0) / 2; "x" has none
+
+
+def test_scaling_script_runs_one_and_two_processes(tmp_path) -> None:
+    out = tmp_path / "scaling.json"
+    result = run_script("benchmarks/scaling.py", "--limit", "10", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = json.loads(out.read_text())["runs"]
+    assert [r["processes"] for r in runs] == [1, 2] and runs[0]["efficiency"] == 1.0
+    assert all(r["results_identical"] and r["questions"] == runs[0]["questions"] > 0 for r in runs)
+    assert "| 2 |" in result.stdout
+
+
+def test_scaling_script_refuses_bad_process_counts() -> None:
+    result = run_script("benchmarks/scaling.py", "--processes", "1,0")
+    assert result.returncode == 1 and "--processes needs counts of at least 1" in result.stderr

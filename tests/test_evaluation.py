@@ -335,6 +335,15 @@ def test_evaluator_metrics_hand_worked_with_an_error_counted_as_zero(tmp_path) -
                 itm_score=None, captions=item.captions, exemplars=[], timings={}, retrieval_similarity=None, cached=[],
             )
 
+        def answer_captioned_many(self, items, image=None, choices=None, images=None):  # type: ignore[no-untyped-def]
+            results = []
+            for item in items:
+                try:
+                    results.append(self.answer_captioned(item, image))
+                except InputError as error:
+                    results.append(error)
+            return results
+
     captions = {7: ["a dog on a bed"], 8: ["a bus on a road"]}
     evaluator = Evaluator(StubPipeline(), dataset, tmp_path / "run", captions=captions)  # type: ignore[arg-type]
     summary = evaluator.run(progress=False)

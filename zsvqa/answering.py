@@ -5,13 +5,13 @@ from __future__ import annotations
 import copy
 import inspect
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from zsvqa.config import AnswererConfig
-from zsvqa.models import load_frozen
+from zsvqa.models import big_model_placement, load_frozen
 from zsvqa.normalize import NUMBER_WORDS, clean_answer
 from zsvqa.prompting import Prompt, load_json
 
@@ -108,9 +108,13 @@ class FrozenLM:
         self.config = config
         self.device = device
         cls = AutoModelForCausalLM if config.kind == "causal" else AutoModelForSeq2SeqLM
+        placement = big_model_placement(config.device_map, config.load_in)
         self.model, self.tokenizer = load_frozen(
-            cls, config.model, "answerer", "--answerer-model", device, gguf_file=config.gguf_file, dtype=dtype
+            cls, config.model, "answerer", "--answerer-model", device, gguf_file=config.gguf_file, dtype=dtype,
+            placement=placement,
         )
+        if placement:  # accelerate placed the layers: inputs go where the first ones are
+            self.device = str(self.model.device)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         # Batched causal generation continues from the right end of each prompt.
@@ -297,6 +301,16 @@ class _StopAtNewline:
         return torch.tensor(["\n" in text for text in texts], device=input_ids.device)
 
 
+@dataclass
+class AnswerRequest:
+    """What `Answerer.__call__` takes, for a batch of them."""
+
+    prompt: Prompt
+    question: str = ""
+    candidates: list[str] = field(default_factory=list)
+    content_free: Prompt | None = None
+
+
 class Answerer:
     """Prompt -> Answer, by free generation or by scoring a closed answer set (answerer.selection).
 
@@ -306,9 +320,27 @@ class Answerer:
     is left is the evidence the captions add, without the question's own pull towards "yes".
     """
 
-    def __init__(self, lm: FrozenLM, selection: str = "generate") -> None:
+    def __init__(self, lm: FrozenLM, selection: str = "generate", batch_size: int = 1) -> None:
         self.lm = lm
         self.selection = selection
+        self.batch_size = batch_size
+
+    def answer_many(self, requests: list[AnswerRequest]) -> list[Answer]:
+        """Answers to several prompts: those freely generated run `batch_size` at a time (left-padded for causal
+        LMs); scored ones, and any at batch size 1, one by one as `__call__` does (with its key/value cache reuse)."""
+        answers: dict[int, Answer] = {}
+        batched = []
+        for index, request in enumerate(requests):
+            free = self.selection == "generate" or not answer_choices(request.question, request.candidates)
+            if free and self.batch_size > 1 and self.lm.config.kind != "fid":
+                batched.append(index)
+            else:
+                answers[index] = self(request.prompt, request.question, request.candidates, request.content_free)
+        for start in range(0, len(batched), self.batch_size):
+            chunk = batched[start : start + self.batch_size]
+            for index, generation in zip(chunk, self.lm.generate([requests[i].prompt.text for i in chunk])):
+                answers[index] = Answer(clean_answer(generation.text), generation.text, generation.logprob)
+        return [answers[index] for index in range(len(requests))]
 
     def __call__(
         self, prompt: Prompt, question: str = "", candidates: list[str] | None = None,

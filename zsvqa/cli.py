@@ -299,19 +299,27 @@ def config_command(as_json: bool, **options: Any) -> None:
 @dataset_options
 def evaluate_command(out: str, **options: Any) -> None:
     """Evaluate on a VQAv2, OK-VQA, A-OKVQA or GQA split; a rerun of the same command resumes."""
+    from zsvqa.distributed import shard_from_env
     from zsvqa.evaluation import evaluate
 
     check_output_dir(out, "--out")
+    shard = shard_from_env()  # under torchrun or accelerate launch: this rank's share of the images
     inputs = eval_inputs(options)
     summary = evaluate(
         inputs.config, inputs.dataset, out, inputs.captions, inputs.lemmatized, inputs.cache_path,
         progress=inputs.progress, data_description=inputs.description, score_choices=inputs.score_choices,
+        shard=shard,
     )
-    click.echo(f"answered {summary.answered} questions ({summary.resumed} done earlier) in {summary.seconds:.1f}s")
+    who = f"rank {shard.rank}/{shard.world_size}: " if shard.distributed else ""
+    click.echo(f"{who}answered {summary.answered} questions ({summary.resumed} done earlier) in {summary.seconds:.1f}s")
+    if shard.rank != 0:
+        return  # rank 0 merged the ranks' answers and reports the run
     if summary.errors:
         click.echo(f"{len(summary.errors)} questions failed, e.g. {next(iter(summary.errors.items()))}", err=True)
     if summary.metrics:
         click.echo(metrics_line(summary.metrics))
+    if summary.duplicates:
+        click.echo(f"{summary.duplicates} questions had two different answers in the ranks' files", err=True)
     click.echo(f"wrote {summary.out_dir}/results.json" + (", metrics.json" if summary.metrics else ""))
 
 

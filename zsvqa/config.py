@@ -140,6 +140,16 @@ class AnswererConfig:
     selection: str = "generate"
     # Prompt budget in tokens; None uses the model's own context length.
     max_prompt_tokens: int | None = 2048
+    # Prompts generated at once (an image's questions, PICa's ensemble); 1 answers one at a time, reusing the key/value
+    # cache of the prompt head an image's questions share. Scored answers (selection score/calibrated) stay one by one.
+    batch_size: int = 1
+    # Models larger than one GPU: a transformers/accelerate device map ("auto" spreads the layers over the visible
+    # GPUs), and 8- or 4-bit weights via bitsandbytes ("8bit", "4bit") for one small GPU. None: all on `device`.
+    device_map: str | None = None
+    load_in: str | None = None
+    # Chat models answer best inside their own chat template: the prompt becomes the user turn, with the system
+    # and user parts from prompts/chat.json.
+    chat_template: bool = False
 
 
 @dataclass
@@ -203,6 +213,10 @@ class PipelineConfig:
             )
         if self.vision_layer_norm_eps is not None and not self.vision_layer_norm_eps > 0:
             raise InputError(f"vision_layer_norm_eps must be positive or none; got {self.vision_layer_norm_eps}")
+        if self.answerer.load_in not in (None, "8bit", "4bit"):
+            raise InputError(f"answerer.load_in must be 8bit, 4bit or none; got {self.answerer.load_in!r}")
+        if self.answerer.chat_template and self.answerer.kind != "causal":
+            raise InputError(f"answerer.chat_template needs a causal chat LM; answerer.kind is {self.answerer.kind!r}")
         if self.answerer.kind == "fid" and self.prompt.style != "unifiedqa":
             raise InputError("answerer.kind 'fid' needs prompt.style 'unifiedqa' (one passage per caption)")
         return self
@@ -280,6 +294,7 @@ MINIMUMS: dict[str, int] = {
     "retrieval.n_ensemble": 1,
     "answerer.max_new_tokens": 1,
     "answerer.max_prompt_tokens": 1,
+    "answerer.batch_size": 1,
     "seed": 0,
 }
 

@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from zsvqa.aokvqa import ChoiceMapper, direct_answer_accuracy, submission, summarize_aokvqa
 from zsvqa.data import VQADataset, VQAQuestion, check_captions_cover
+from zsvqa.distributed import Shard, assign_images, barrier, finish, start
 from zsvqa.errors import InputError
 from zsvqa.gqa import gqa_accuracy, predictions, summarize_gqa
 from zsvqa.metric import ScoredQuestion, lemmatized_vqa_accuracy, summarize, vqa_accuracy
@@ -24,6 +25,8 @@ from zsvqa.pipeline import Pipeline, QuestionCaptions
 log = logging.getLogger(__name__)
 
 PREDICTIONS_FILE = "predictions.jsonl"
+RANK_PREDICTIONS = "predictions.rank{}.jsonl"  # one per rank of a sharded run, merged into PREDICTIONS_FILE
+RANK_LOCK = "run.rank{}.lock"
 RESULTS_FILE = "results.json"
 METRICS_FILE = "metrics.json"
 CONFIG_FILE = "config.json"
@@ -37,11 +40,15 @@ class EvalSummary:
     errors: dict[int | str, str]  # question id -> error, for questions that could not be answered
     metrics: dict[str, Any] | None
     seconds: float
+    rank: int = 0
+    world_size: int = 1
+    duplicates: int = 0  # questions found answered in two prediction files when they were merged
 
 
-def read_predictions(path: Path) -> dict[int | str, dict[str, Any]]:
+def read_predictions(path: Path, keep_errors: bool = False) -> dict[int | str, dict[str, Any]]:
     """Finished questions from a predictions file. A line cut off by a crash is ignored and the question redone;
-    so is a question that failed (a corrupt image, say), in case its cause was fixed since."""
+    so is a question that failed (a corrupt image, say), in case its cause was fixed since (`keep_errors`: its
+    latest record is kept all the same, for the final merge)."""
     done: dict[int | str, dict[str, Any]] = {}
     if not path.exists():
         return done
@@ -52,7 +59,7 @@ def read_predictions(path: Path) -> dict[int | str, dict[str, Any]]:
                 question_id = record["question_id"]  # an int (VQA) or a string (A-OKVQA, GQA), as written
                 if not isinstance(question_id, (int, str)) or isinstance(question_id, bool):
                     continue
-                if record.get("error"):
+                if record.get("error") and not keep_errors:
                     done.pop(question_id, None)
                 else:
                     done[question_id] = record
@@ -70,6 +77,28 @@ def compact_predictions(path: Path) -> dict[int | str, dict[str, Any]]:
         if text.count("\n") != len(done) or not text.endswith("\n") and text:
             write_atomic(path, "".join(json.dumps(record) + "\n" for record in done.values()))
     return done
+
+
+def prediction_files(out_dir: Path) -> list[Path]:
+    """Every predictions file of a run folder: the merged one first, then any ranks' not merged yet."""
+    ranks = sorted(out_dir.glob(RANK_PREDICTIONS.format("*")), key=lambda p: p.name)
+    return [out_dir / PREDICTIONS_FILE, *ranks]
+
+
+def merge_predictions(paths: list[Path]) -> tuple[dict[int | str, dict[str, Any]], int]:
+    """One record per question from several files, and how many questions more than one file answered. An
+    answer beats a failure; a crash between writing the merged file and removing the ranks' leaves the same
+    answer twice, which is counted, and the one kept."""
+    merged: dict[int | str, dict[str, Any]] = {}
+    duplicates = 0
+    for path in paths:
+        for question_id, record in read_predictions(path, keep_errors=True).items():
+            earlier = merged.get(question_id)
+            if earlier is not None and not earlier.get("error") and not record.get("error"):
+                duplicates += earlier != record
+            if earlier is None or earlier.get("error") or not record.get("error"):
+                merged[question_id] = record
+    return merged, duplicates
 
 
 def _same_setting(old: Any, new: Any) -> bool:
@@ -96,7 +125,7 @@ def setting_differences(old: Any, new: Any, name: str = "") -> list[str]:
     return [f"{name}: {old!r} -> {new!r}"]
 
 
-def _check_run_config(out_dir: Path, run_config: dict[str, Any]) -> None:
+def _check_run_config(out_dir: Path, run_config: dict[str, Any], write: bool = True) -> None:
     """A rerun resumes only the same run: mixing answers from another configuration would corrupt the metrics."""
     path = out_dir / CONFIG_FILE
     if path.exists():
@@ -111,7 +140,8 @@ def _check_run_config(out_dir: Path, run_config: dict[str, Any]) -> None:
                 f"{str(out_dir)!r} holds a run with other settings or data ({'; '.join(differences)}); "
                 "resume it with the same settings, or give another --out"
             )
-    write_atomic(path, json.dumps(run_config, indent=2))
+    if write:
+        write_atomic(path, json.dumps(run_config, indent=2))
 
 
 def score_question(question: VQAQuestion, answer: str, lemmatized: bool, dataset: str = "vqav2") -> float:
@@ -135,6 +165,7 @@ class Evaluator:
         lemmatized: bool = False,
         data_description: dict[str, Any] | None = None,
         score_choices: bool = False,
+        shard: Shard | None = None,
     ) -> None:
         if lemmatized and dataset.name != "okvqa":
             raise InputError("the lemmatized accuracy is an OK-VQA variant; use it with --dataset okvqa")
@@ -156,6 +187,7 @@ class Evaluator:
         self.lemmatized = lemmatized
         self.data_description = data_description or {}
         self.score_choices = score_choices
+        self.shard = shard or Shard()
         # A-OKVQA's free answers are mapped to a choice by the sentence encoder retrieval uses.
         self.choice_mapper = (
             ChoiceMapper(pipeline.config.retrieval.embedding_model, pipeline.config.device)
@@ -166,14 +198,26 @@ class Evaluator:
         """Answer what the folder lacks; one writer at a time (a second is refused naming the first's pid)."""
         start = time.perf_counter()
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        with locked_run_folder(self.out_dir):
+        if not self.shard.distributed:
+            with locked_run_folder(self.out_dir):
+                return self._run(progress, on_answer, start)
+        # Ranks share the folder, each its own file; a one-process run of the same folder is kept out meanwhile.
+        with locked_run_folder(self.out_dir, shared=True), locked_run_folder(
+            self.out_dir, RANK_LOCK.format(self.shard.rank)
+        ):
             return self._run(progress, on_answer, start)
 
     def _run(self, progress: bool, on_answer: Callable[[dict[str, Any]], None] | None, start: float) -> EvalSummary:
-        _check_run_config(self.out_dir, self._run_config())
-        predictions_path = self.out_dir / PREDICTIONS_FILE
-        done = compact_predictions(predictions_path)
-        wanted = {q.question_id for q in self.dataset.questions}
+        shard = self.shard
+        _check_run_config(self.out_dir, self._run_config(), write=shard.rank == 0)
+        name = RANK_PREDICTIONS.format(shard.rank) if shard.distributed else PREDICTIONS_FILE
+        predictions_path = self.out_dir / name
+        # Done is what any file holds (an earlier run may have had another world size); this rank writes only its own.
+        others = [path for path in prediction_files(self.out_dir) if path != predictions_path]
+        done = {**merge_predictions(others)[0], **compact_predictions(predictions_path)}
+        done = {qid: record for qid, record in done.items() if not record.get("error")}
+        mine = assign_images(list(self.dataset.by_image()), shard)
+        wanted = {q.question_id for q in self.dataset.questions if q.image_id in mine}
         resumed = len(wanted & set(done))
         accuracies = [r["accuracy"] for qid, r in done.items() if qid in wanted and r.get("accuracy") is not None]
         if self.choice_mapper is not None and wanted - set(done):
@@ -181,11 +225,10 @@ class Evaluator:
         bar = tqdm(total=len(wanted), initial=resumed, unit="q", desc="eval", disable=not progress, dynamic_ncols=True)
         answered = 0
         with predictions_path.open("a", encoding="utf-8") as out:
-            for image_id, questions in self.dataset.by_image().items():
-                todo = [q for q in questions if q.question_id not in done]
-                if not todo:
-                    continue
-                for record in self._answer_image(image_id, todo):
+            todo = [(image_id, [q for q in questions if q.question_id not in done])
+                    for image_id, questions in self.dataset.by_image().items() if image_id in mine]
+            for chunk in _chunks([group for group in todo if group[1]], self.pipeline.config.answerer.batch_size):
+                for record in self._answer_images(chunk):
                     out.write(json.dumps(record) + "\n")
                     out.flush()
                     os.fsync(out.fileno())  # a crash right after loses nothing written
@@ -199,38 +242,70 @@ class Evaluator:
                         bar.set_postfix(acc=f"{100 * sum(accuracies) / len(accuracies):.2f}")
                     bar.update(1)
         bar.close()
+        shard_summary = {"rank": shard.rank, "world_size": shard.world_size}
+        barrier(shard)  # every rank's file is complete past here
+        if shard.rank != 0:
+            return EvalSummary(self.out_dir, answered, resumed, {}, None, time.perf_counter() - start, **shard_summary)
+        duplicates = 0
+        if len(paths := prediction_files(self.out_dir)) > 1 and any(path.exists() for path in paths[1:]):
+            done, duplicates = self._merge(paths)
         records = [done[q.question_id] for q in self.dataset.questions]
         self._write_results(records)
         metrics = self._write_metrics(records) if self.dataset.annotated else None
         errors = {r["question_id"]: r["error"] for r in records if r.get("error")}
         if errors:
             log.warning("%d questions could not be answered; see 'error' in %s", len(errors), predictions_path)
-        return EvalSummary(self.out_dir, answered, resumed, errors, metrics, time.perf_counter() - start)
+        return EvalSummary(
+            self.out_dir, answered, resumed, errors, metrics, time.perf_counter() - start, **shard_summary,
+            duplicates=duplicates,
+        )
 
-    def _answer_image(self, image_id: int | str, questions: list[VQAQuestion]) -> list[dict[str, Any]]:
-        """Answer one image's questions; an image that cannot be read becomes an error record per question."""
-        try:
-            if self.captions is not None:  # every image has captions: checked in __init__
-                captioned = [QuestionCaptions(q.question, self.captions[image_id]) for q in questions]
-            else:
-                captioned = self.pipeline.caption_image(self.dataset.image_paths[image_id], [q.question for q in questions])
-        except InputError as error:
-            return [self._record(q, error=str(error)) for q in questions]
-        records = []
-        image = self.dataset.image_paths.get(image_id)  # with precomputed captions, only for image retrieval
-        for question, item in zip(questions, captioned):
+    def _merge(self, paths: list[Path]) -> tuple[dict[int | str, dict[str, Any]], int]:
+        """The ranks' files into the one predictions file, after checking that every question has its answer."""
+        merged, duplicates = merge_predictions(paths)
+        missing = [q.question_id for q in self.dataset.questions if q.question_id not in merged]
+        if missing:
+            raise InputError(
+                f"{len(missing)} questions have no answer in any rank's predictions file (e.g. {missing[0]!r}); "
+                "rerun the same command to answer them"
+            )
+        if duplicates:
+            log.warning("%d questions were answered differently in two predictions files; kept the later", duplicates)
+        write_atomic(paths[0], "".join(json.dumps(record) + "\n" for record in merged.values()))
+        for path in paths[1:]:  # after the merged file is whole: a crash in between leaves duplicates, not losses
+            path.unlink(missing_ok=True)
+        return merged, duplicates
+
+    def _answer_images(self, groups: list[tuple[int | str, list[VQAQuestion]]]) -> list[dict[str, Any]]:
+        """Answer some images' questions, their prompts together; an image that cannot be read becomes an error
+        record per question."""
+        records: dict[int | str, dict[str, Any]] = {}
+        questions: list[VQAQuestion] = []
+        captioned: list[QuestionCaptions] = []
+        images = []
+        for image_id, group in groups:
             try:
-                scored = {"choices": question.choices} if self.score_choices else {}
-                result = self.pipeline.answer_captioned(item, image=image, **scored)
+                if self.captions is not None:  # every image has captions: checked in __init__
+                    captioned += [QuestionCaptions(q.question, self.captions[image_id]) for q in group]
+                else:
+                    captioned += self.pipeline.caption_image(self.dataset.image_paths[image_id], [q.question for q in group])
             except InputError as error:
-                records.append(self._record(question, error=str(error)))
+                records.update({q.question_id: self._record(q, error=str(error)) for q in group})
+                continue
+            questions += group
+            images += [self.dataset.image_paths.get(image_id)] * len(group)  # with captions: for image retrieval
+        choices = [q.choices for q in questions] if self.score_choices else None
+        answered = self.pipeline.answer_captioned_many(captioned, images=images, choices=choices)
+        for question, result in zip(questions, answered):
+            if isinstance(result, InputError):
+                records[question.question_id] = self._record(question, error=str(result))
                 continue
             chosen = {}
             if self.choice_mapper is not None:
                 chosen["choice_embedding"] = self.choice_mapper(result.answer, question.choices)
             if self.score_choices and result.given_choice_scores:
                 chosen["choice_llm"] = next(iter(result.given_choice_scores))
-            records.append(
+            records[question.question_id] = (
                 self._record(
                     question,
                     answer=result.answer,
@@ -245,7 +320,7 @@ class Evaluator:
                     **chosen,
                 )
             )
-        return records
+        return [records[q.question_id] for _, group in groups for q in group]
 
     def _record(self, question: VQAQuestion, answer: str = "", error: str | None = None, **fields: Any) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -309,6 +384,8 @@ class Evaluator:
             retrieval = {"index": retriever.meta, "similarity": retriever.similarity_for(bool(self.dataset.image_paths))}
         return {
             "zsvqa_version": __version__,
+            # Not compared on resume: a rerun may use another number of processes.
+            "world_size": self.shard.world_size,
             "retrieval": retrieval,
             "pipeline": config.to_dict(),
             "data": {
@@ -321,6 +398,21 @@ class Evaluator:
                 **({"score_choices": self.score_choices} if self.dataset.name == "aokvqa" else {}),
             },
         }
+
+
+def _chunks(
+    groups: list[tuple[int | str, list[VQAQuestion]]], batch_size: int
+) -> list[list[tuple[int | str, list[VQAQuestion]]]]:
+    """Consecutive images, enough to fill an answerer batch (at least one image each)."""
+    chunks: list[list[tuple[int | str, list[VQAQuestion]]]] = []
+    size = batch_size
+    for group in groups:
+        if size >= batch_size:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(group)
+        size += len(group[1])
+    return chunks
 
 
 def default_cache_path() -> Path:
@@ -339,15 +431,23 @@ def evaluate(
     progress: bool = True,
     data_description: dict[str, Any] | None = None,
     score_choices: bool = False,
+    shard: Shard | None = None,
 ) -> EvalSummary:
-    """Evaluate a `PipelineConfig` on a dataset into `out_dir`, with intermediates cached at `cache_path`."""
+    """Evaluate a `PipelineConfig` on a dataset into `out_dir`, with intermediates cached at `cache_path`; with a
+    `shard` of a launch (`shard_from_env()` under torchrun), only this rank's images, rank 0 merging at the end.
+    The ranks share one cache file: SQLite's write-ahead log and busy timeout serialize their writes."""
     from zsvqa.cache import IntermediateCache
 
+    shard = shard or Shard()
+    start(shard, config.device)
     cache = IntermediateCache(cache_path) if cache_path else None
     try:
         pipeline = Pipeline(config, cache)
-        evaluator = Evaluator(pipeline, dataset, out_dir, captions, lemmatized, data_description, score_choices)
-        return evaluator.run(progress)
+        evaluator = Evaluator(
+            pipeline, dataset, out_dir, captions, lemmatized, data_description, score_choices, shard
+        )
+        return evaluator.run(progress and shard.rank == 0)
     finally:
         if cache is not None:
             cache.close()
+        finish(shard)

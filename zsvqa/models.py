@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from zsvqa.errors import ModelLoadError
+from zsvqa.errors import InputError, ModelLoadError
 
 log = logging.getLogger(__name__)
 # Offline, one probe of this length replaces minutes of the hub client's retries.
@@ -189,9 +189,11 @@ def load_frozen(
     gguf_file: str | None = None,
     preprocessor_cls: Any = None,
     dtype: str = "float32",
+    placement: dict[str, Any] | None = None,
 ) -> tuple[Any, Any]:
     """Load a model for inference (eval mode, no parameter gradients, on `device`, weights in `dtype`) with its
     tokenizer or processor. `preprocessor_cls` defaults to AutoTokenizer; vision models pass AutoProcessor.
+    `placement` (from `big_model_placement`) lets accelerate place the weights instead of `device`.
     """
     from transformers import AutoTokenizer
 
@@ -199,9 +201,31 @@ def load_frozen(
     if source.gguf_file is not None:
         source = converted_gguf(cls, source, role, option)
     preprocessor = load_pretrained(preprocessor_cls or AutoTokenizer, source, role, option)
-    model = load_pretrained(cls, source, role, option, dtype=getattr(torch, dtype))
+    model = load_pretrained(cls, source, role, option, dtype=getattr(torch, dtype), **(placement or {}))
     model.eval().requires_grad_(False)
-    return model.to(device), preprocessor
+    return (model if placement else model.to(device)), preprocessor
+
+
+def big_model_placement(device_map: str | None, load_in: str | None) -> dict[str, Any]:
+    """`from_pretrained` arguments for a model spread over GPUs or quantized; a clear error where that cannot run
+    (no GPU, or a library missing) instead of a crash deep inside the load."""
+    if device_map is None and load_in is None:
+        return {}
+    setting = f"answerer.device_map={device_map}" if device_map else f"answerer.load_in={load_in}"
+    if not torch.cuda.is_available():
+        raise InputError(f"{setting} needs a CUDA GPU and none is visible; unset it to load the LLM on --device")
+    import importlib.util
+
+    if importlib.util.find_spec("accelerate") is None:
+        raise InputError(f"{setting} needs the accelerate package: pip install accelerate")
+    placement: dict[str, Any] = {"device_map": device_map or "auto"}
+    if load_in is not None:
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise InputError(f"answerer.load_in={load_in} needs the bitsandbytes package: pip install bitsandbytes")
+        from transformers import BitsAndBytesConfig
+
+        placement["quantization_config"] = BitsAndBytesConfig(**{f"load_in_{load_in}": True})
+    return placement
 
 
 def converted_gguf(cls: Any, source: ModelSource, role: str, option: str) -> ModelSource:

@@ -6,8 +6,9 @@ import contextlib
 import fcntl
 import os
 import tempfile
+import time
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from zsvqa.errors import InputError
 
@@ -76,19 +77,34 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 @contextlib.contextmanager
-def locked_run_folder(folder: Path) -> Iterator[None]:
-    """Hold the folder's exclusive lock, or refuse naming the process that holds it. The kernel drops a flock when
-    its process ends, crash or kill -9 included, so a stale lock file never blocks a rerun."""
-    with (folder / LOCK_FILE).open("a+", encoding="utf-8") as handle:
+def locked_run_folder(folder: Path, name: str = LOCK_FILE, shared: bool = False) -> Iterator[None]:
+    """Hold the folder's exclusive lock (`shared`: one of several holders, as the ranks of a sharded run are), or
+    refuse naming the processes that hold it. The kernel drops a flock when its process ends, crash or kill -9
+    included, so a stale lock file never blocks a rerun."""
+    with (folder / name).open("a+", encoding="utf-8") as handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            alone = _try_lock(handle, fcntl.LOCK_EX)
+            if alone:
+                handle.truncate(0)  # pids an earlier run left
+            if shared:  # the first rank holds the exclusive lock a moment before it shares: retry briefly
+                if not any(_try_lock(handle, fcntl.LOCK_SH) or time.sleep(0.1) for _ in range(50)):
+                    raise BlockingIOError
+            elif not alone:
+                raise BlockingIOError
         except BlockingIOError:
             handle.seek(0)
-            holder = handle.read().strip() or "unknown"
+            holder = ", ".join(handle.read().split()) or "unknown"
             raise InputError(
                 f"{str(folder)!r} is in use by another run (pid {holder}); wait for it to end, or give another --out"
             ) from None
-        handle.truncate(0)
         handle.write(f"{os.getpid()}\n")
         handle.flush()
         yield  # closing the file releases the lock
+
+
+def _try_lock(handle: Any, mode: int) -> bool:
+    try:
+        fcntl.flock(handle, mode | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False

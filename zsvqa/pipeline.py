@@ -19,7 +19,7 @@ from typing import Any, Iterator
 import torch
 from PIL import Image
 
-from zsvqa.answering import CONTENT_FREE_INPUT, Answerer, FrozenLM
+from zsvqa.answering import CONTENT_FREE_INPUT, Answer, Answerer, AnswerRequest, FrozenLM
 from zsvqa.cache import IntermediateCache, file_identity
 from zsvqa.candidates import AnswerCandidate, AnswerCandidateExtractor
 from zsvqa.captioning import PatchCaptioner, RemovedCaption
@@ -28,7 +28,7 @@ from zsvqa.errors import InputError, check_type
 from zsvqa.images import check_image_path, load_image
 from zsvqa.matching import ImageFeatures, ImageQuestionMatcher
 from zsvqa.normalize import clean_caption
-from zsvqa.prompting import PromptBuilder, QAExemplar
+from zsvqa.prompting import PromptBuilder, QAExemplar, chat_prompt
 from zsvqa.question_generation import QuestionGenerator, SyntheticQA
 from zsvqa.retrieval import ExemplarRetriever
 
@@ -76,6 +76,19 @@ class QuestionCaptions:
     patch_indices: list[list[int]] = field(default_factory=list)  # per kept caption, the patches it saw ([] = all)
     patch_grid: tuple[int, int] | None = None  # the captioner's patch rows, columns (row-major patch indices)
     removed: list[RemovedCaption] = field(default_factory=list)  # decoded captions de-duplicated or filtered out
+
+
+@dataclass
+class _Plan:
+    """One question's prompts, ready for the LM, and what its result needs besides the answer."""
+
+    question: str
+    captions: list[str]
+    timings: dict[str, float]
+    cached: list[str]
+    candidates: list[str]
+    requests: list[AnswerRequest]
+    similarity: Any  # retrieval similarity, when exemplars were retrieved
 
 
 @contextlib.contextmanager
@@ -160,7 +173,7 @@ class Pipeline:
 
     @functools.cached_property
     def answerer(self) -> Answerer:
-        return Answerer(self.lm, self.config.answerer.selection)
+        return Answerer(self.lm, self.config.answerer.selection, self.config.answerer.batch_size)
 
     @functools.cached_property
     def candidate_extractor(self) -> AnswerCandidateExtractor:
@@ -322,6 +335,59 @@ class Pipeline:
         With retrieved exemplars and `retrieval.n_ensemble` > 1, each block of exemplars gets its own prompt and
         the answer with the highest log-probability wins (PICa's ensemble).
         """
+        plan = self._plan(question, captions, timings, exemplars, image, cached)
+        with timed(timings, "answer"):
+            answers = self.answerer.answer_many(plan.requests)
+        return self._finish(plan, answers, choices)
+
+    def answer_captioned_many(
+        self,
+        items: list[QuestionCaptions],
+        image: str | Path | Image.Image | None = None,
+        choices: list[list[str] | None] | None = None,
+        images: list[str | Path | Image.Image | None] | None = None,
+    ) -> list[VQAResult | InputError]:
+        """`answer_captioned` for several questions (an image's, or several images' with `images` naming each
+        item's), their prompts answered together in batches of `answerer.batch_size`; a question with bad input
+        gets its InputError in place of a result."""
+        plans: list[_Plan | InputError] = []
+        for index, item in enumerate(items):
+            check_type("captioned", item, QuestionCaptions, "a QuestionCaptions (from caption_image)")
+            picture = images[index] if images is not None else image
+            try:
+                plans.append(self._plan(item.question, item.captions, dict(item.timings), None, picture, list(item.cached)))
+            except InputError as error:
+                plans.append(error)
+        good = [plan for plan in plans if isinstance(plan, _Plan)]
+        requests = [request for plan in good for request in plan.requests]
+        begin = time.perf_counter()
+        answers = iter(self.answerer.answer_many(requests))
+        share = (time.perf_counter() - begin) / max(len(requests), 1)  # a batch's time, split over its prompts
+        results: list[VQAResult | InputError] = []
+        for index, (item, plan) in enumerate(zip(items, plans)):
+            if isinstance(plan, InputError):
+                results.append(plan)
+                continue
+            plan.timings["answer"] = plan.timings.get("answer", 0.0) + share * len(plan.requests)
+            try:
+                result = self._finish(plan, [next(answers) for _ in plan.requests], choices[index] if choices else None)
+            except InputError as error:
+                results.append(error)
+                continue
+            result.itm_score, result.relevance = item.itm_score, item.relevance
+            results.append(result)
+        return results
+
+    def _plan(
+        self,
+        question: str,
+        captions: list[str],
+        timings: dict[str, float],
+        exemplars: list[QAExemplar] | None,
+        image: str | Path | Image.Image | None,
+        cached: list[str] | None,
+    ) -> _Plan:
+        """Everything before the LM answers: checks, candidates, exemplars and the prompts (one per exemplar block)."""
         question = check_question(question)
         captions = as_texts("captions", captions)
         if exemplars is not None:
@@ -332,7 +398,7 @@ class Pipeline:
             check_image(image)
         torch.manual_seed(self.config.seed)
         captions = [c for c in (clean_caption(c) for c in captions) if c]
-        builder, answerer = self.prompt_builder, self.answerer  # loaded before any clock starts
+        builder, _ = self.prompt_builder, self.answerer  # loaded before any clock starts
         cached = list(cached or [])
         candidates, synthetic = self._text_side(captions, timings, cached)
         settings = self.config.prompt
@@ -351,7 +417,7 @@ class Pipeline:
             blocks = [[]]
         use_candidates = candidates if settings.style == "img2llm" else None
         candidate_texts = [c.text for c in candidates]
-        best = None
+        requests = []
         for block in blocks:
             with timed(timings, "prompt"):
                 prompt = builder(question, captions, block, use_candidates, leading)
@@ -359,30 +425,36 @@ class Pipeline:
                 if self.config.answerer.selection == "calibrated":
                     # The input made content-free is the image: the question stays, what describes the image goes.
                     content_free = builder(question, [CONTENT_FREE_INPUT], [])
-            with timed(timings, "answer"):
-                answer = answerer(prompt, question, candidate_texts, content_free)
-            if best is None or answer.logprob > best[1].logprob:
-                best = (prompt, answer)
-        prompt, answer = best
+                if self.config.answerer.chat_template:
+                    prompt = chat_prompt(prompt, self.lm.tokenizer)
+                    content_free = content_free and chat_prompt(content_free, self.lm.tokenizer)
+            requests.append(AnswerRequest(prompt, question, candidate_texts, content_free))
+        return _Plan(question, captions, timings, cached, candidate_texts, requests, similarity)
+
+    def _finish(self, plan: _Plan, answers: list[Answer], choices: list[str] | None) -> VQAResult:
+        """The most probable of the plan's answers (PICa's ensemble), and the given choices ranked after its prompt."""
+        best = max(range(len(answers)), key=lambda i: answers[i].logprob)  # the first of equals, as before
+        prompt, answer = plan.requests[best].prompt, answers[best]
+        timings = plan.timings
         given_choice_scores = None
         if choices:
             with timed(timings, "choices"):
-                given_choice_scores = answerer.score_choices(prompt, list(choices))
+                given_choice_scores = self.answerer.score_choices(prompt, list(choices))
         return VQAResult(
-            question=question,
+            question=plan.question,
             answer=answer.text,
             raw_answer=answer.raw_text,
             logprob=answer.logprob,
             captions=prompt.captions,
             exemplars=prompt.exemplars,
             prompt=prompt.text,
-            candidates=candidate_texts,
-            all_captions=list(captions),
+            candidates=plan.candidates,
+            all_captions=list(plan.captions),
             timings=timings,
             warning=self.warning,
             choice_scores=answer.choice_scores,
-            retrieval_similarity=similarity,
-            cached=cached,
+            retrieval_similarity=plan.similarity,
+            cached=plan.cached,
             given_choice_scores=given_choice_scores,
         )
 

@@ -7,6 +7,7 @@ captions, and never cutting the question.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -175,3 +176,24 @@ class PromptBuilder:
 
     def _prompt(self, text: str, passages: list[str], captions: list[str], exemplars: list[QAExemplar]) -> Prompt:
         return Prompt(text, passages, captions, exemplars, answer_prefix=self.answer_prefix)
+
+
+def chat_prompt(prompt: Prompt, tokenizer: Any, parts_file: str = "chat.json") -> Prompt:
+    """The prompt as a chat model's user turn, in the tokenizer's own chat template, ending where the assistant
+    answers. `parts_file` (under prompts/) holds the system text and the user turn, which places {{ prompt }}."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise InputError(
+            f"answerer.chat_template is on, but the tokenizer of {tokenizer.name_or_path!r} has no chat template"
+        )
+    parts = load_json(parts_file)
+    messages = [{"role": "system", "content": parts["system"]}] if parts.get("system") else []
+    messages.append({"role": "user", "content": render_string(parts["user"], prompt=prompt.text)})
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    bos = tokenizer.bos_token
+    if bos and text.startswith(bos) and tokenizer("").input_ids[:1] == [tokenizer.bos_token_id]:
+        text = text[len(bos) :]  # the tokenizer adds it again
+    # The question-independent head still leads the prompt, now after the template's own opening.
+    offset = text.find(prompt.text[: prompt.shared_prefix]) if prompt.shared_prefix else -1
+    shared = offset + prompt.shared_prefix if offset >= 0 else 0
+    # The assistant's turn starts the answer: no separator after it, as after "Answer:".
+    return dataclasses.replace(prompt, text=text, passages=[text], shared_prefix=shared, answer_prefix="")

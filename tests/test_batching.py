@@ -1,0 +1,95 @@
+"""Batched answering: prompts of different lengths generated together, left-padded, give what one at a time gives."""
+
+import math
+
+import pytest
+
+from conftest import CAPTIONS
+from zsvqa.answering import Answerer, AnswerRequest, FrozenLM
+from zsvqa.config import AnswererConfig, preset
+from zsvqa.errors import InputError
+from zsvqa.pipeline import Pipeline, QuestionCaptions
+from zsvqa.prompting import Prompt
+
+PROMPTS = [
+    "Context: a man riding a red bicycle.\nQuestion: what is he riding?\nAnswer:",
+    "Q: color?\nA:",
+    "Context: a cyclist wearing a helmet rides past a bus on a long and busy city street at noon.\nQuestion: "
+    "what is behind the cyclist?\nAnswer:",
+    "Question: is it sunny?\nAnswer:",
+    "Answer:",
+]
+
+
+def _prompt(text: str) -> Prompt:
+    return Prompt(text=text, passages=[text], captions=[], exemplars=[])
+
+
+def _check_equal(one, many) -> None:
+    for single, batched in zip(one, many):
+        assert batched.text == single.text and batched.raw_text == single.raw_text
+        assert batched.logprob == pytest.approx(single.logprob, abs=1e-4) or batched.logprob == single.logprob == -math.inf
+
+
+@pytest.mark.parametrize("batch_size", [2, 3, 8])
+def test_batched_generation_equals_one_at_a_time_on_the_tiny_lm(batch_size) -> None:
+    lm = FrozenLM(AnswererConfig(model="tiny:causal-lm", max_new_tokens=5))
+    requests = [AnswerRequest(_prompt(text)) for text in PROMPTS]
+    one = Answerer(lm).answer_many(requests)
+    assert [a.raw_text for a in one] == [lm.generate_one(text).text for text in PROMPTS]
+    many = Answerer(lm, batch_size=batch_size).answer_many(requests)
+    assert len({len(lm.tokenizer(text).input_ids) for text in PROMPTS}) > 1  # padding really happens
+    _check_equal(one, many)
+
+
+def test_batched_seq2seq_equals_one_at_a_time() -> None:
+    lm = FrozenLM(AnswererConfig(model="tiny:t5", kind="seq2seq", max_new_tokens=5))
+    requests = [AnswerRequest(_prompt(text)) for text in PROMPTS]
+    _check_equal(Answerer(lm).answer_many(requests), Answerer(lm, batch_size=4).answer_many(requests))
+
+
+def test_pipeline_batch_gives_the_same_results_and_keeps_bad_questions_apart() -> None:
+    config = preset("tiny")
+    questions = ["What is the man riding?", "Is there a bus?", "", "How many cars are there?"]
+
+    items = [QuestionCaptions(q, CAPTIONS) for q in questions]
+    single = Pipeline(config).answer_captioned_many(items)
+    batched = Pipeline(config.with_overrides({"answerer.batch_size": "4"})).answer_captioned_many(items)
+    assert isinstance(single[2], InputError) and isinstance(batched[2], InputError)
+    for one, many in zip(single[:2] + single[3:], batched[:2] + batched[3:]):
+        assert (one.answer, one.prompt) == (many.answer, many.prompt)
+        assert many.logprob == pytest.approx(one.logprob, abs=1e-4)
+    assert Pipeline(config).answer(questions[0], CAPTIONS).answer == single[0].answer
+
+
+def test_batch_size_is_validated() -> None:
+    with pytest.raises(InputError, match="answerer.batch_size must be at least 1; got 0"):
+        preset("tiny").with_overrides({"answerer.batch_size": "0"})
+
+
+@pytest.mark.slow
+def test_batched_generation_equals_one_at_a_time_on_gemma() -> None:
+    lm = Pipeline.from_preset("offline").lm
+    requests = [AnswerRequest(_prompt(text)) for text in PROMPTS[:3]]
+    _check_equal(Answerer(lm).answer_many(requests), Answerer(lm, batch_size=3).answer_many(requests))
+
+
+def test_eval_batches_across_images_with_the_same_results(tmp_path, monkeypatch) -> None:
+    from synthetic_data import write_dataset
+    from zsvqa.data import load_dataset
+    from zsvqa.evaluation import Evaluator, _chunks
+
+    data = write_dataset(tmp_path / "data")
+    dataset = load_dataset("vqav2", data["questions"], data["annotations"], data["images"])
+    groups = list(dataset.by_image().items())  # 3, 2 and 1 questions
+    assert [[len(g[1]) for g in chunk] for chunk in _chunks(groups, 4)] == [[3, 2], [1]]
+    assert [[len(g[1]) for g in chunk] for chunk in _chunks(groups, 1)] == [[3], [2], [1]]
+    config = preset("tiny")
+    single = Evaluator(Pipeline(config), dataset, tmp_path / "one").run(progress=False)
+    pipeline = Pipeline(config.with_overrides({"answerer.batch_size": "4"}))
+    sizes = []
+    original = pipeline.answer_captioned_many
+    monkeypatch.setattr(pipeline, "answer_captioned_many", lambda items, **kw: sizes.append(len(items)) or original(items, **kw))
+    batched = Evaluator(pipeline, dataset, tmp_path / "four").run(progress=False)
+    assert sizes == [5, 1] and single.answered == batched.answered == 6
+    assert (tmp_path / "one" / "results.json").read_bytes() == (tmp_path / "four" / "results.json").read_bytes()
