@@ -46,6 +46,8 @@ def test_cached_batched_scores_equal_full_forward(causal: FrozenLM) -> None:
     ("What is the man holding?", "open"), ("Where is the cat?", "open"), ("", "open"),
     ("Is this a cat or a dog?", "choice"), ("is the man standing or sitting", "choice"), ("Is it day or night?", "choice"),
     ("Is it on the left or?", "yesno"), ("Or is it?", "open"),
+    ("Which color is the car, red or blue?", "choice"), ("Which color is the car?", "color"),
+    ("What is the man holding or carrying?", "open"),
 ])
 def test_question_kinds(question: str, kind: str) -> None:
     assert question_kind(question) == kind
@@ -63,6 +65,8 @@ def test_answer_choices_by_kind() -> None:
     # Either-or questions choose between the two they name; the captions' candidates are not offered.
     assert answer_choices("Is this a cat or a dog?", ["cat", "bed"]) == {"cat": ["cat"], "dog": ["dog"]}
     assert answer_choices("is the man standing or sitting", []) == {"standing": ["standing"], "sitting": ["sitting"]}
+    assert list(answer_choices("Which color is the car, red or blue?", ["car", "red"])) == ["red", "blue"]
+    assert list(answer_choices("What is on the car, left?", ["car", "cup"])) == ["cup"]  # "car," is the car
     # The question's own words are never its answer; a phrase with one new word stays.
     assert list(answer_choices("What is the man riding?", ["man", "bicycle", "man riding", "red man"])) == [
         "bicycle", "red man"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import inspect
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,23 +42,27 @@ class Answer:
 
 
 def question_kind(question: str) -> str:
-    """"yesno", "choice" (either-or), "number", "color" or "open", from the question's first words."""
-    words = question.lower().replace("?", " ").split()
+    """"yesno", "choice" (either-or), "number", "color" or "open", from the question's words."""
+    words = _words(question)
     if not words:
         return "open"
+    # "is it a cat or a dog?" and "which color is the car, red or blue?" ask for one of the two named.
+    if _alternatives(question) and (words[0] in YES_NO_OPENERS or "," in question):
+        return "choice"
     if words[:2] == ["how", "many"]:
         return "number"
-    if words[:2] == ["what", "color"] or words[:2] == ["what", "colour"]:
+    if words[0] in ("what", "which") and words[1:2] in (["color"], ["colour"]):
         return "color"
-    if words[0] in YES_NO_OPENERS:
-        # "is it a cat or a dog?" asks for one of the two, not yes or no.
-        return "choice" if _alternatives(question) else "yesno"
-    return "open"
+    return "yesno" if words[0] in YES_NO_OPENERS else "open"
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[\w'-]+", text.lower())
 
 
 def _alternatives(question: str) -> list[str]:
     """The two answers an either-or question offers ("is the man standing or sitting?" -> standing, sitting)."""
-    words = question.lower().replace("?", " ").replace(",", " ").split()
+    words = _words(question)
     if "or" not in words[1:-1]:
         return []
     split = len(words) - 1 - words[::-1].index("or")
@@ -83,7 +88,7 @@ def answer_choices(question: str, candidates: list[str]) -> dict[str, list[str]]
     if kind == "color":
         return {color: [color] for color in colors}
     # The question's own words are not its answer ("man" for "what is the man riding?").
-    asked = set(question.lower().replace("?", " ").split())
+    asked = set(_words(question))
     unique = [c for c in dict.fromkeys(candidates) if c not in ("yes", "no") and not set(c.split()) <= asked]
     # A colour the question did not ask for is not part of a VQA answer ("red bicycle" where "bicycle" is offered).
     return {c: [c] for c in unique if not _colored(c, colors, unique)}
