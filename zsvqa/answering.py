@@ -120,6 +120,10 @@ class FrozenLM:
         )
         if placement:  # accelerate placed the layers: inputs go where the first ones are
             self.device = str(self.model.device)
+        # transformers 5.2x renamed the forward argument past_key_values to cache (the old name warns); earlier 5.x
+        # releases know only the old name. Looked up once: forward runs for every scored or generated answer.
+        forward = inspect.signature(self.model.forward).parameters
+        self._cache_argument = "cache" if "cache" in forward else "past_key_values"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         # Batched causal generation continues from the right end of each prompt.
@@ -202,10 +206,7 @@ class FrozenLM:
         return copy.deepcopy(self._head[1])
 
     def _with_cache(self, cache: Any) -> dict[str, Any]:
-        # transformers 5.2x renamed the argument past_key_values to cache (the old name warns); earlier 5.x
-        # releases know only the old name.
-        name = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
-        return {name: cache}
+        return {self._cache_argument: cache}
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text).input_ids)

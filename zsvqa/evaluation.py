@@ -75,8 +75,13 @@ def compact_predictions(path: Path) -> dict[int | str, dict[str, Any]]:
     if path.exists():
         text = path.read_text(encoding="utf-8", errors="replace")
         if text.count("\n") != len(done) or not text.endswith("\n") and text:
-            write_atomic(path, "".join(json.dumps(record) + "\n" for record in done.values()))
+            _write_records(path, done)
     return done
+
+
+def _write_records(path: Path, records: dict[int | str, dict[str, Any]]) -> None:
+    """A predictions file holding exactly these records, one line each, replaced atomically."""
+    write_atomic(path, "".join(json.dumps(record) + "\n" for record in records.values()))
 
 
 def prediction_files(out_dir: Path) -> list[Path]:
@@ -216,7 +221,8 @@ class Evaluator:
         others = [path for path in prediction_files(self.out_dir) if path != predictions_path]
         done = {**merge_predictions(others)[0], **compact_predictions(predictions_path)}
         done = {qid: record for qid, record in done.items() if not record.get("error")}
-        mine = assign_images(list(self.dataset.by_image()), shard)
+        by_image = self.dataset.by_image()
+        mine = assign_images(list(by_image), shard)
         wanted = {q.question_id for q in self.dataset.questions if q.image_id in mine}
         resumed = len(wanted & set(done))
         accuracies = [r["accuracy"] for qid, r in done.items() if qid in wanted and r.get("accuracy") is not None]
@@ -226,7 +232,7 @@ class Evaluator:
         answered = 0
         with predictions_path.open("a", encoding="utf-8") as out:
             todo = [(image_id, [q for q in questions if q.question_id not in done])
-                    for image_id, questions in self.dataset.by_image().items() if image_id in mine]
+                    for image_id, questions in by_image.items() if image_id in mine]
             for chunk in _chunks([group for group in todo if group[1]], self.pipeline.config.answerer.batch_size):
                 for record in self._answer_images(chunk):
                     out.write(json.dumps(record) + "\n")
@@ -271,7 +277,7 @@ class Evaluator:
             )
         if duplicates:
             log.warning("%d questions were answered differently in two predictions files; kept the later", duplicates)
-        write_atomic(paths[0], "".join(json.dumps(record) + "\n" for record in merged.values()))
+        _write_records(paths[0], merged)
         for path in paths[1:]:  # after the merged file is whole: a crash in between leaves duplicates, not losses
             path.unlink(missing_ok=True)
         return merged, duplicates
