@@ -214,8 +214,6 @@ def big_model_placement(device_map: str | None, load_in: str | None) -> dict[str
     setting = f"answerer.device_map={device_map}" if device_map else f"answerer.load_in={load_in}"
     if not torch.cuda.is_available():
         raise InputError(f"{setting} needs a CUDA GPU and none is visible; unset it to load the LLM on --device")
-    import importlib.util
-
     if importlib.util.find_spec("accelerate") is None:
         raise InputError(f"{setting} needs the accelerate package: pip install accelerate")
     placement: dict[str, Any] = {"device_map": device_map or "auto"}
