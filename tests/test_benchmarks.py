@@ -62,18 +62,67 @@ def test_ablate_grid_with_tiny_preset(tmp_path) -> None:
         ("ablate", ["--out", "{tmp}/afile/a", "--factor", "relevance=gradcam"], "'{tmp}/afile' is a file"),
         ("speed", ["--out", "/proc/speed.json"], "--out '/proc/speed.json' is not writable"),
         ("speed", ["--out", "{tmp}"], "is a folder, not a file"),
+        ("speed", ["--reference", "{tmp}/afile"], "not a lavis-bench result"),
+        ("speed", ["--reference", "{tmp}/pnp.json"], "use it with --preset pnp-vqa or img2llm"),
+        ("speed", ["--reference", "{tmp}/pnp.json", "--preset", "img2llm"], "compares with `bench.py --model img2prompt`"),
     ],
 )
 def test_benchmark_bad_inputs_fail_before_work(script, extra, message, tmp_path) -> None:
     data = write_dataset(tmp_path / "data")
     (tmp_path / "afile").write_text("a file")
+    (tmp_path / "pnp.json").write_text(json.dumps(lavis_result("pnp")))
     extra = [arg.format(tmp=tmp_path) for arg in extra]
     if script == "ablate":
         extra = ["--dataset", "vqav2", "--questions", str(data["questions"]), "--images", str(data["images"]), *extra]
-    result = run_script(f"benchmarks/{script}.py", "--preset", "tiny", *extra)
+    preset = [] if "--preset" in extra else ["--preset", "tiny"]
+    result = run_script(f"benchmarks/{script}.py", *preset, *extra)
     assert result.returncode == 1 and message.format(tmp=tmp_path) in result.stderr
     assert "Traceback" not in result.stderr and "preparing models" not in result.stderr
     assert not (tmp_path / "a").exists()
+
+
+def lavis_result(model: str) -> dict:
+    """The parts of a lavis-bench result speed.py reads (bench.py's keys; made-up times)."""
+    stages = {"itm": 8.0, "cap": 12.0, "qa": 18.0} if model == "pnp" else {"itm": 8.0, "cap": 14.0, "qg": 300.0, "prompt": 0.01}
+    return {
+        "system": "PNP-VQA large (LAVIS pnp_vqa/large)" if model == "pnp" else "Img2Prompt/Img2LLM (LAVIS ...)",
+        "settings": {"num_captions": 100, "num_patches": 20, "questions": 5, "max_len": 20, "lengths": "max"},
+        "per_question_s_mean": {**stages, "total": sum(stages.values())},
+        "rss_mb": {"peak": 11264},
+        "versions": {"torch": "2.13.0+cpu", "transformers": "4.25.1"},
+        "threads": {"torch": 2},
+    }
+
+
+@pytest.fixture(scope="module")
+def speed_script():
+    spec = importlib.util.spec_from_file_location("speed_script", ROOT / "benchmarks" / "speed.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reference_table_maps_each_lavis_stage_to_the_same_work(speed_script) -> None:
+    report = {
+        "pipeline": {"stage_s_per_question": {"image_features": 1.0, "relevance": 0.1, "captioning": 2.0,
+                                              "answer": 4.0, "prompt": 0.01}},
+        "vision_share": {"matcher": 0.4},
+    }
+    table = speed_script.compare_with_reference(report, lavis_result("pnp"), "pnp-vqa")
+    itm, cap, qa = table["rows"]
+    assert itm["zsvqa_s"] == pytest.approx(0.4 + 0.1) and cap["zsvqa_s"] == pytest.approx(0.6 + 2.0)
+    assert qa["zsvqa_s"] == 4.0 and qa["speedup"] == pytest.approx(18.0 / 4.0)
+    assert table["total"]["lavis_s"] == 38.0 and table["total"]["zsvqa_s"] == pytest.approx(7.1)
+    assert table["not_in_lavis_s"] == {"prompt": 0.01} and table["lavis_peak_gb"] == 11.0
+    table["zsvqa_peak_gb"] = 5.0
+    text = "\n".join(speed_script.render_reference(table))
+    assert "| **whole question** | **38.00** | **7.10** | **5.4x** |" in text and "0.45 of LAVIS's" in text
+    # img2llm: the filter counts with the captions, question generation with its candidates; the LLM is apart.
+    report["pipeline"]["stage_s_per_question"].update({"caption_filter": 0.5, "candidates": 0.2,
+                                                       "question_generation": 3.0})
+    table = speed_script.compare_with_reference(report, lavis_result("img2prompt"), "img2llm")
+    assert [row["zsvqa_s"] for row in table["rows"]] == pytest.approx([0.5, 3.1, 3.2, 0.01])
+    assert table["not_in_lavis_s"] == {"answer": 4.0}
 
 
 def test_speed_script_with_tiny_preset(tmp_path) -> None:

@@ -107,7 +107,9 @@ class FrozenLM:
     concatenated before decoding.
     """
 
-    def __init__(self, config: AnswererConfig, device: str = "cpu", dtype: str = "float32") -> None:
+    def __init__(
+        self, config: AnswererConfig, device: str = "cpu", dtype: str = "float32", quantize: str | None = None
+    ) -> None:
         from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
         self.config = config
@@ -116,7 +118,7 @@ class FrozenLM:
         placement = big_model_placement(config.device_map, config.load_in)
         self.model, self.tokenizer = load_frozen(
             cls, config.model, "answerer", "--answerer-model", device, gguf_file=config.gguf_file, dtype=dtype,
-            placement=placement,
+            placement=placement, quantize=quantize if config.kind != "causal" else None,
         )
         if placement:  # accelerate placed the layers: inputs go where the first ones are
             self.device = str(self.model.device)
@@ -232,15 +234,33 @@ class FrozenLM:
         """Fusion-in-Decoder: encode each passage separately, decode once over all encoder states."""
         from transformers.modeling_outputs import BaseModelOutput
 
-        inputs = self._tokenize(passages)
-        states = self.model.get_encoder()(**inputs).last_hidden_state  # [passages, length, hidden]
-        mask = inputs["attention_mask"].bool()
-        fused = states[mask].unsqueeze(0)  # only real tokens, passage after passage: [1, total, hidden]
+        fused = self._encode_passages(passages).unsqueeze(0)  # [1, total, hidden]
         fused_mask = torch.ones(fused.shape[:2], dtype=torch.long, device=self.device)
         output = self._generate(
             max_new_tokens, encoder_outputs=BaseModelOutput(last_hidden_state=fused), attention_mask=fused_mask
         )
         return self._read(output)[0]
+
+    def _encode_passages(self, passages: list[str]) -> torch.Tensor:
+        """Encoder states of every passage's real tokens, passage after passage: [total tokens, hidden].
+
+        Passages go through the encoder `fid_encode_batch` at a time, shortest first, so that each batch pads to
+        a length close to its own passages' (a state does not depend on the padding after it). None encodes
+        them all in one batch padded to the longest, as LAVIS does.
+        """
+        ids = self.tokenizer(passages, truncation=True, max_length=self.max_prompt_tokens).input_ids
+        batch_size = self.config.fid_encode_batch
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i])) if batch_size else list(range(len(ids)))
+        batch_size = batch_size or len(ids)
+        states: list[torch.Tensor] = [torch.empty(0)] * len(ids)
+        encoder = self.model.get_encoder()
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            padded = self.tokenizer.pad({"input_ids": [ids[i] for i in rows]}, return_tensors="pt").to(self.device)
+            output = encoder(input_ids=padded.input_ids, attention_mask=padded.attention_mask).last_hidden_state
+            for position, row in enumerate(rows):
+                states[row] = output[position, : len(ids[row])]
+        return torch.cat(states)
 
     def _generate(self, max_new_tokens: int | None, **inputs: Any) -> Any:
         return self.model.generate(

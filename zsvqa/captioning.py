@@ -17,6 +17,7 @@ from PIL import Image
 from zsvqa.config import CaptionerConfig, PipelineConfig
 from zsvqa.errors import ModelLoadError
 from zsvqa.matching import ImageFeatures, encode_image, load_blip, patch_grid
+from zsvqa.models import quantize_int8
 
 # Texts -> the ITM match probability of each with the image (built by the pipeline from the matcher).
 Scorer = Callable[[list[str]], list[float]]
@@ -52,6 +53,7 @@ class PatchCaptioner:
         device: str = "cpu",
         dtype: str = "float32",
         vision_layer_norm_eps: float | None = PipelineConfig.vision_layer_norm_eps,
+        quantize: str | None = None,
     ) -> None:
         from transformers import BlipForConditionalGeneration
 
@@ -61,6 +63,8 @@ class PatchCaptioner:
             BlipForConditionalGeneration, config.model, "captioner", "--captioner-model", device, dtype,
             vision_layer_norm_eps,
         )
+        if quantize:  # the text decoder only: the vision transformer keeps `dtype`
+            quantize_int8(self.model.text_decoder)
         text_config = self.model.config.text_config
         prompt_ids = self.processor.tokenizer(config.prompt, return_tensors="pt").input_ids
         # BLIP's decoder starts from its bos token in place of [CLS], and the prompt has no closing [SEP].
@@ -174,6 +178,7 @@ class PatchCaptioner:
             states = features.embeds.expand(count, -1, -1)
         else:
             states = features.embeds[0, 1:][patches.to(self.device)]  # [count, K, hidden], no [CLS]
+        states = states.to(self.model.text_decoder.dtype)  # a quantized decoder runs in float32
         config, prompt_length = self.config, self.prompt_ids.shape[1]
         if config.decoding == "sample":
             decoding = {"do_sample": True, "top_k": config.top_k}

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import click
 
-from zsvqa.config import PRESETS, PipelineConfig
+from zsvqa.config import DTYPES, PRESETS, QUANTIZATIONS, PipelineConfig
 from zsvqa.data import DATASETS, VQADataset
 from zsvqa.errors import InputError, ZsvqaError
 from zsvqa.outputs import check_output_dir, check_output_file
@@ -36,7 +36,8 @@ MODEL_OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--num-captions", "captioner.num_captions", int, "N: captions generated per question"),
     ("--caption-filter", "captioner.filter_threshold", float, "keep captions whose ITM match probability is at least this"),
     ("--device", "device", str, "torch device, e.g. cpu or cuda"),
-    ("--dtype", "dtype", click.Choice(["float32", "bfloat16", "float16"]), "weight precision"),
+    ("--dtype", "dtype", click.Choice(list(DTYPES)), "weight precision (auto: bfloat16 where this machine runs it fast)"),
+    ("--quantize", "quantize", click.Choice(list(QUANTIZATIONS)), "int8 weights for the text decoders (CPU)"),
     ("--seed", "seed", int, "random seed"),
 ]
 

@@ -23,6 +23,8 @@ QG_CONTEXTS = ("all", "mention")
 ANSWER_SELECTIONS = ("generate", "score", "calibrated")
 EXEMPLAR_ANSWERS = ("first", "most_common")
 CAPTION_DECODINGS = ("sample", "greedy", "beam")
+DTYPES = ("float32", "bfloat16", "float16", "auto")
+QUANTIZATIONS = ("int8",)
 
 
 @dataclass
@@ -150,6 +152,9 @@ class AnswererConfig:
     # Chat models answer best inside their own chat template: the prompt becomes the user turn, with the system
     # and user parts from prompts/chat.json.
     chat_template: bool = False
+    # Fusion-in-Decoder passages encoded per forward pass, shortest first so each batch pads little (None: all in
+    # one batch padded to the longest, as LAVIS). The encoder states are the same either way.
+    fid_encode_batch: int | None = 20
 
 
 @dataclass
@@ -164,8 +169,13 @@ class PipelineConfig:
     answerer: AnswererConfig = field(default_factory=AnswererConfig)
     device: str = "cpu"
     # Weights and activations: float32, or bfloat16 / float16 for half the memory (bfloat16 is fast on CPUs
-    # with AMX or AVX512-BF16, and on GPUs).
+    # with AMX or AVX512-BF16, and on GPUs; on other CPUs it is slower than float32). "auto" picks per machine
+    # (`zsvqa.models.resolve_dtype`).
     dtype: str = "float32"
+    # "int8": dynamic int8 quantization (torch.ao) of the Linear layers of the text decoders (the captioner's BLIP
+    # decoder, T5 question generation, a seq2seq or FiD answerer); those run in float32 around the int8 weights.
+    # CPU only. Outputs change slightly: tests/test_speedups.py measures by how much.
+    quantize: str | None = None
     seed: int = 0
     # LayerNorm epsilon of every BLIP vision transformer loaded: LAVIS's ViT uses 1e-6, while the Hugging Face
     # BLIP checkpoints carry BlipVisionConfig's default 1e-5. None keeps the checkpoint's value.
@@ -185,7 +195,9 @@ class PipelineConfig:
             (self.retrieval.exemplar_answer, EXEMPLAR_ANSWERS, "retrieval.exemplar_answer"),
             (self.captioner.decoding, CAPTION_DECODINGS, "captioner.decoding"),
         ]
-        checks.append((self.dtype, ("float32", "bfloat16", "float16"), "dtype"))
+        checks.append((self.dtype, DTYPES, "dtype"))
+        if self.quantize is not None:
+            checks.append((self.quantize, QUANTIZATIONS, "quantize"))
         for value, allowed, name in checks:
             if value not in allowed:
                 raise InputError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
@@ -213,6 +225,9 @@ class PipelineConfig:
             )
         if self.vision_layer_norm_eps is not None and not self.vision_layer_norm_eps > 0:
             raise InputError(f"vision_layer_norm_eps must be positive or none; got {self.vision_layer_norm_eps}")
+        if self.quantize is not None and not self.device.startswith("cpu"):
+            raise InputError(f"quantize={self.quantize} runs on the CPU only (torch.ao dynamic quantization); on "
+                             f"{self.device} use --dtype bfloat16, or answerer.load_in for the LLM")
         if self.answerer.load_in not in (None, "8bit", "4bit"):
             raise InputError(f"answerer.load_in must be 8bit, 4bit or none; got {self.answerer.load_in!r}")
         if self.answerer.chat_template and self.answerer.kind != "causal":
@@ -278,6 +293,7 @@ MINIMUMS: dict[str, int] = {
     "captioner.min_length": 0,
     "captioner.max_length": 1,
     "captioner.batch_size": 1,
+    "answerer.fid_encode_batch": 1,
     "captioner.max_top_up_rounds": 0,
     "captioner.filter_threshold": 0,  # and at most 1
     "candidates.max_candidates": 0,
@@ -354,8 +370,9 @@ def _pnp_vqa() -> PipelineConfig:
         name="pnp-vqa",
         question_gen=QuestionGenConfig(backend="none"),
         prompt=PromptConfig(style="unifiedqa", exemplars="none", num_captions=100, captions_per_passage=1),
+        # LAVIS pnp-vqa eval yamls: greedy answers of at most max_len 20 tokens.
         answerer=AnswererConfig(
-            model="allenai/unifiedqa-v2-t5-large-1363200", kind="fid", max_prompt_tokens=None
+            model="allenai/unifiedqa-v2-t5-large-1363200", kind="fid", max_prompt_tokens=None, max_new_tokens=20
         ),
     )
 
@@ -385,7 +402,8 @@ def _img2llm() -> PipelineConfig:
         name="img2llm",
         captioner=CaptionerConfig(filter_threshold=0.5),
         candidates=CandidateConfig(extraction="img2llm"),
-        question_gen=QuestionGenConfig(backend="t5", context="all"),
+        # T5 reads "answer: A  context: <all captions>" cut at 2048 tokens, as LAVIS's forward_qa_generation.
+        question_gen=QuestionGenConfig(backend="t5", context="all", max_input_tokens=2048),
         answerer=AnswererConfig(model="facebook/opt-6.7b", max_prompt_tokens=None),
     )
 

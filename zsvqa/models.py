@@ -190,10 +190,12 @@ def load_frozen(
     preprocessor_cls: Any = None,
     dtype: str = "float32",
     placement: dict[str, Any] | None = None,
+    quantize: str | None = None,
 ) -> tuple[Any, Any]:
     """Load a model for inference (eval mode, no parameter gradients, on `device`, weights in `dtype`) with its
     tokenizer or processor. `preprocessor_cls` defaults to AutoTokenizer; vision models pass AutoProcessor.
     `placement` (from `big_model_placement`) lets accelerate place the weights instead of `device`.
+    `quantize` "int8" quantizes every Linear layer (`quantize_int8`), around float32 activations.
     """
     from transformers import AutoTokenizer
 
@@ -201,9 +203,42 @@ def load_frozen(
     if source.gguf_file is not None:
         source = converted_gguf(cls, source, role, option)
     preprocessor = load_pretrained(preprocessor_cls or AutoTokenizer, source, role, option)
+    if quantize:
+        dtype = "float32"
     model = load_pretrained(cls, source, role, option, dtype=getattr(torch, dtype), **(placement or {}))
     model.eval().requires_grad_(False)
+    if quantize:
+        quantize_int8(model)
     return (model if placement else model.to(device)), preprocessor
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    """The precision `dtype` stands for on `device`. "auto" is bfloat16 where the hardware runs it natively (CUDA
+    GPUs that support it; CPUs with AMX or AVX512-BF16), else float32: emulated bfloat16 is slower than float32."""
+    if dtype != "auto":
+        return dtype
+    if device.startswith("cuda"):
+        return "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
+    return "bfloat16" if device.startswith("cpu") and cpu_runs_bfloat16() else "float32"
+
+
+def cpu_runs_bfloat16() -> bool:
+    """Whether this CPU has bfloat16 matrix instructions (x86: AMX-BF16 or AVX512-BF16)."""
+    capabilities = getattr(torch.cpu, "get_capabilities", dict)()
+    return bool(capabilities.get("amx_bf16") or capabilities.get("avx512_bf16"))
+
+
+def quantize_int8(module: torch.nn.Module) -> torch.nn.Module:
+    """Dynamic int8 quantization of every Linear layer in `module`, in place: int8 weights (one scale per output
+    channel), activations quantized on the fly; the rest of the module runs in float32."""
+    import warnings
+
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    module.float()
+    with warnings.catch_warnings():  # torch.ao's own deprecation notices, repeated for every layer
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(module, {torch.nn.Linear: per_channel_dynamic_qconfig}, inplace=True)
 
 
 def big_model_placement(device_map: str | None, load_in: str | None) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from zsvqa.config import PipelineConfig, preset
 from zsvqa.errors import InputError, check_type
 from zsvqa.images import check_image_path, load_image
 from zsvqa.matching import ImageFeatures, ImageQuestionMatcher
+from zsvqa.models import resolve_dtype
 from zsvqa.normalize import clean_caption
 from zsvqa.prompting import PromptBuilder, QAExemplar, chat_prompt
 from zsvqa.question_generation import QuestionGenerator, SyntheticQA
@@ -133,6 +134,7 @@ class Pipeline:
             check_type("cache", cache, IntermediateCache, "an IntermediateCache or None")
         self.config = config.validate()
         self.cache = cache
+        self.dtype = resolve_dtype(config.dtype, config.device)  # what "auto" means on this machine
         if config.prompt.exemplars == "retrieved" and not config.retrieval.index:
             raise InputError(
                 f"the {config.name} setting uses retrieved exemplars, which need an index: build one with "
@@ -157,18 +159,19 @@ class Pipeline:
     # Stages, built on first use.
     @functools.cached_property
     def lm(self) -> FrozenLM:
-        return FrozenLM(self.config.answerer, self.config.device, self.config.dtype)
+        return FrozenLM(self.config.answerer, self.config.device, self.dtype, self.config.quantize)
 
     @functools.cached_property
     def matcher(self) -> ImageQuestionMatcher:
         return ImageQuestionMatcher(
-            self.config.matcher, self.config.device, self.config.dtype, self.config.vision_layer_norm_eps
+            self.config.matcher, self.config.device, self.dtype, self.config.vision_layer_norm_eps
         )
 
     @functools.cached_property
     def captioner(self) -> PatchCaptioner:
         return PatchCaptioner(
-            self.config.captioner, self.config.device, self.config.dtype, self.config.vision_layer_norm_eps
+            self.config.captioner, self.config.device, self.dtype, self.config.vision_layer_norm_eps,
+            self.config.quantize,
         )
 
     @functools.cached_property
@@ -182,7 +185,7 @@ class Pipeline:
     @functools.cached_property
     def question_generator(self) -> QuestionGenerator:
         lm = self.lm if self.config.question_gen.backend == "llm" else None
-        return QuestionGenerator(self.config.question_gen, lm, self.config.device, self.config.dtype)
+        return QuestionGenerator(self.config.question_gen, lm, self.config.device, self.dtype, self.config.quantize)
 
     @functools.cached_property
     def retriever(self) -> ExemplarRetriever:
@@ -257,6 +260,9 @@ class Pipeline:
             "captioner": dataclasses.asdict(captioner),
             "vision_layer_norm_eps": self.config.vision_layer_norm_eps,
             "seed": self.config.seed,
+            # Precision changes captions a little: a bfloat16 or int8 run never reuses float32 captions.
+            "dtype": self.dtype,
+            "quantize": self.config.quantize,
         }
 
     def _caption_image(self, image: str | Path | Image.Image, questions: list[str]) -> list[QuestionCaptions]:
@@ -477,6 +483,7 @@ class Pipeline:
             "question_gen": dataclasses.asdict(self.config.question_gen) if needs_exemplars else None,
             # The llm question generator is the answerer's model: its questions depend on that model too.
             "llm": dataclasses.asdict(self.config.answerer) if self.config.question_gen.backend == "llm" else None,
+            "precision": [self.dtype, self.config.quantize] if needs_exemplars else None,
         }
         stored = self.cache.get("text_side", description) if self.cache else None
         if stored is not None:

@@ -37,13 +37,18 @@ class QuestionGenerator:
     """
 
     def __init__(
-        self, config: QuestionGenConfig, lm: FrozenLM | None = None, device: str = "cpu", dtype: str = "float32"
+        self,
+        config: QuestionGenConfig,
+        lm: FrozenLM | None = None,
+        device: str = "cpu",
+        dtype: str = "float32",
+        quantize: str | None = None,
     ) -> None:
         self.config = config
         self.templates = TemplateQuestions()
         self.backend: _Backend | None
         if config.backend == "t5":
-            self.backend = T5Questions(config, device, dtype)
+            self.backend = T5Questions(config, device, dtype, quantize)
         elif config.backend == "template":
             self.backend = self.templates
         elif config.backend == "llm":
@@ -86,13 +91,14 @@ class T5Questions:
     """A T5-style seq2seq generator fed the input format its checkpoint was trained on (a prompts/ template,
     by default `answer: {a}  context: {c}`), decoded with beam search."""
 
-    def __init__(self, config: QuestionGenConfig, device: str, dtype: str) -> None:
+    def __init__(self, config: QuestionGenConfig, device: str, dtype: str, quantize: str | None = None) -> None:
         from transformers import AutoModelForSeq2SeqLM
 
         self.config = config
         self.device = device
         self.model, self.tokenizer = load_frozen(
-            AutoModelForSeq2SeqLM, config.model, "question generation", "--qg-model", device, dtype=dtype
+            AutoModelForSeq2SeqLM, config.model, "question generation", "--qg-model", device, dtype=dtype,
+            quantize=quantize,
         )
         self.template = load_template(config.input_template)
 
