@@ -239,12 +239,16 @@ def prepare_models(overrides: dict[str, Any], preset_name: str) -> None:
               help="auto: bfloat16 where this machine has bfloat16 units, else float32")
 @click.option("--quantize", type=click.Choice(list(QUANTIZATIONS)), default=None,
               help="int8 weights for the text decoders (CPU)")
+@click.option("--profile", "profile_out", default=None,
+              help="also profile one question (torch.profiler) and write each stage's costliest operators here")
 @click.option("--out", default="runs/speed.json", show_default=True, help="where the JSON report goes")
 def speed(preset_name: str, num_captions: int | None, num_patches: int | None, num_questions: int,
           baseline_questions: int, baselines: bool, reference: str | None, device: str, dtype: str,
-          quantize: str | None, out: str) -> None:
+          quantize: str | None, profile_out: str | None, out: str) -> None:
     """Measure per-stage time, peak memory and the four optimisation ratios (and LAVIS's, with --reference)."""
     check_output_file(out, "--out")  # minutes of measuring must not end in an unwritable report
+    if profile_out:
+        check_output_file(profile_out, "--profile")
     lavis = read_reference(reference, preset_name) if reference else None
     import numpy as np
     import torch
@@ -278,8 +282,8 @@ def speed(preset_name: str, num_captions: int | None, num_patches: int | None, n
 
     # Load every stage before timing anything.
     def load_stages() -> None:
-        for stage in ("matcher", "captioner", "question_generator", "answerer", "candidate_extractor"):
-            getattr(pipeline, stage)
+        pipeline.load_models()
+        pipeline.candidate_extractor
 
     report["load_seconds"] = timed(load_stages, device)[1]
     # Loading converts checkpoints (float32 files to bfloat16, say): a one-off peak that is not the run's.
@@ -317,6 +321,9 @@ def speed(preset_name: str, num_captions: int | None, num_patches: int | None, n
     steps.update()
     if lavis is not None:
         report["reference_lavis"] = compare_with_reference(report, lavis, preset_name)
+    if profile_out:
+        pipeline._image_features.clear()
+        report["profile"] = profile_question(lambda: pipeline.answer_image(image, questions[:1]), profile_out)
     if baselines:
         measure_baselines(report, pipeline, image, questions, baseline_questions, device, steps)
     steps.close()
@@ -328,6 +335,35 @@ def speed(preset_name: str, num_captions: int | None, num_patches: int | None, n
     Path(out).write_text(json.dumps(report, indent=2), encoding="utf-8")
     click.echo(render(report))
     click.echo(f"wrote {out}")
+
+
+def profile_question(run: Callable[[], Any], path: str, top: int = 8) -> dict[str, list[dict[str, Any]]]:
+    """Profile `run` (one question) and write, for each pipeline stage, its costliest operators by self time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        run()
+    by_stage: dict[str, dict[str, float]] = {}
+    for event in profiler.events():
+        if event.name.startswith("zsvqa."):
+            continue
+        parent = event.cpu_parent
+        while parent is not None and not parent.name.startswith("zsvqa."):
+            parent = parent.cpu_parent
+        stage = parent.name.removeprefix("zsvqa.") if parent is not None else "(outside the stages)"
+        operators = by_stage.setdefault(stage, {})
+        operators[event.name] = operators.get(event.name, 0.0) + event.self_cpu_time_total / 1e6
+    table: dict[str, list[dict[str, Any]]] = {}
+    lines = []
+    for stage, operators in sorted(by_stage.items(), key=lambda item: -sum(item[1].values())):
+        total = sum(operators.values())
+        ranked = sorted(operators.items(), key=lambda item: -item[1])[:top]
+        table[stage] = [{"operator": name, "self_s": seconds, "share": seconds / total} for name, seconds in ranked]
+        lines.append(f"{stage}: {total:.3f} s of operator self time")
+        lines += [f"  {seconds:8.3f} s  {seconds / total:6.1%}  {name}" for name, seconds in ranked]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return table
 
 
 def measure_baselines(report: dict[str, Any], pipeline: Any, image: Any, questions: list[str],

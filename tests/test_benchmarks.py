@@ -94,12 +94,17 @@ def lavis_result(model: str) -> dict:
     }
 
 
-@pytest.fixture(scope="module")
-def speed_script():
-    spec = importlib.util.spec_from_file_location("speed_script", ROOT / "benchmarks" / "speed.py")
+def load_script(name: str):  # type: ignore[no-untyped-def]
+    """A benchmarks/ script as a module, for its functions."""
+    spec = importlib.util.spec_from_file_location(f"{name}_script", ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def speed_script():
+    return load_script("speed")
 
 
 def test_reference_table_maps_each_lavis_stage_to_the_same_work(speed_script) -> None:
@@ -127,9 +132,15 @@ def test_reference_table_maps_each_lavis_stage_to_the_same_work(speed_script) ->
 
 def test_speed_script_with_tiny_preset(tmp_path) -> None:
     out = tmp_path / "speed.json"
-    result = run_script("benchmarks/speed.py", "--preset", "tiny", "--questions", "2", "--out", str(out))
+    profile = tmp_path / "profile.txt"
+    result = run_script("benchmarks/speed.py", "--preset", "tiny", "--questions", "2", "--out", str(out),
+                        "--profile", str(profile))
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
+    # The profile attributes operators to the pipeline's stages (torch.profiler record_function labels).
+    assert {"image_features", "relevance", "captioning", "answer"} <= set(report["profile"])
+    assert any(row["operator"] in ("aten::addmm", "aten::mm", "aten::linear") for row in report["profile"]["captioning"])
+    assert profile.read_text().startswith(next(iter(report["profile"])) + ":")
     assert report["gradcam"]["maps_equal"] is True
     for section in ("gradcam", "image_features", "captioning", "pipeline"):
         assert report[section]["speedup"] > 0
@@ -142,10 +153,7 @@ def test_speed_script_with_tiny_preset(tmp_path) -> None:
 
 @pytest.fixture(scope="module")
 def ablate():
-    spec = importlib.util.spec_from_file_location("ablate_script", ROOT / "benchmarks" / "ablate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("ablate")
 
 
 def rows_for(grid: dict, accuracy) -> list[dict]:

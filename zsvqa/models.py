@@ -15,7 +15,9 @@ Model names:
 
 from __future__ import annotations
 
+import ctypes
 import functools
+import gc
 import hashlib
 import importlib.util
 import logging
@@ -203,12 +205,12 @@ def load_frozen(
     if source.gguf_file is not None:
         source = converted_gguf(cls, source, role, option)
     preprocessor = load_pretrained(preprocessor_cls or AutoTokenizer, source, role, option)
-    if quantize:
-        dtype = "float32"
     model = load_pretrained(cls, source, role, option, dtype=getattr(torch, dtype), **(placement or {}))
     model.eval().requires_grad_(False)
     if quantize:
         quantize_int8(model)
+    else:
+        release_freed_memory()  # a checkpoint converted to `dtype` leaves its float32 copy freed but resident
     return (model if placement else model.to(device)), preprocessor
 
 
@@ -230,15 +232,39 @@ def cpu_runs_bfloat16() -> bool:
 
 def quantize_int8(module: torch.nn.Module) -> torch.nn.Module:
     """Dynamic int8 quantization of every Linear layer in `module`, in place: int8 weights (one scale per output
-    channel), activations quantized on the fly; the rest of the module runs in float32."""
+    channel), activations quantized on the fly; the rest of the module runs in float32.
+
+    Layer by layer, so a model loaded in bfloat16 never exists whole in float32 (the peak stays near its size).
+    """
     import warnings
 
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+    from torch.ao.quantization import per_channel_dynamic_qconfig
 
-    module.float()
-    with warnings.catch_warnings():  # torch.ao's own deprecation notices, repeated for every layer
+    with warnings.catch_warnings():  # torch.ao's deprecation notices, repeated for every layer
         warnings.simplefilter("ignore")
-        return quantize_dynamic(module, {torch.nn.Linear: per_channel_dynamic_qconfig}, inplace=True)
+        for parent in list(module.modules()):
+            for name, child in list(parent.named_children()):
+                if type(child) is torch.nn.Linear:
+                    child.float().qconfig = per_channel_dynamic_qconfig
+                    setattr(parent, name, DynamicLinear.from_float(child))
+    module.float()
+    # Float weights left (embeddings, norms) may be views of the checkpoint's memory-mapped file, which would keep
+    # all of it resident; copies let it go.
+    for tensor in [*module.parameters(), *module.buffers()]:
+        tensor.data = tensor.data.clone()
+    release_freed_memory()
+    return module
+
+
+def release_freed_memory() -> None:
+    """Give memory that Python and torch have freed back to the OS (glibc keeps it otherwise): after a load or a
+    conversion, the resident size is then what the models use."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 def big_model_placement(device_map: str | None, load_in: str | None) -> dict[str, Any]:
