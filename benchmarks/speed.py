@@ -36,7 +36,7 @@ import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from zsvqa.cli import ScriptCommand, configure_logging  # noqa: E402
+from zsvqa.cli import ScriptCommand, configure_logging, set_overrides  # noqa: E402
 from zsvqa.config import DTYPES, QUANTIZATIONS  # noqa: E402
 from zsvqa.errors import InputError  # noqa: E402
 from zsvqa.outputs import check_output_file  # noqa: E402
@@ -239,12 +239,14 @@ def prepare_models(overrides: dict[str, Any], preset_name: str) -> None:
               help="auto: bfloat16 where this machine has bfloat16 units, else float32")
 @click.option("--quantize", type=click.Choice(list(QUANTIZATIONS)), default=None,
               help="int8 weights for the text decoders (CPU)")
+@click.option("--set", "settings_given", multiple=True, metavar="KEY=VALUE",
+              help="any other setting, e.g. --set answerer.fid_encode_batch=none (repeatable)")
 @click.option("--profile", "profile_out", default=None,
               help="also profile one question (torch.profiler) and write each stage's costliest operators here")
 @click.option("--out", default="runs/speed.json", show_default=True, help="where the JSON report goes")
 def speed(preset_name: str, num_captions: int | None, num_patches: int | None, num_questions: int,
           baseline_questions: int, baselines: bool, reference: str | None, device: str, dtype: str,
-          quantize: str | None, profile_out: str | None, out: str) -> None:
+          quantize: str | None, settings_given: tuple[str, ...], profile_out: str | None, out: str) -> None:
     """Measure per-stage time, peak memory and the four optimisation ratios (and LAVIS's, with --reference)."""
     check_output_file(out, "--out")  # minutes of measuring must not end in an unwritable report
     if profile_out:
@@ -268,9 +270,10 @@ def speed(preset_name: str, num_captions: int | None, num_patches: int | None, n
         dtype,
         quantize,
     )
+    overrides.update(set_overrides(settings_given))
+    config = preset(preset_name).with_overrides(overrides).validate()  # a bad setting fails before the loading
     click.echo("preparing models (built and converted once, then cached) ...", err=True)
     prepare_models(overrides, preset_name)
-    config = preset(preset_name).with_overrides(overrides)
     pipeline = Pipeline(config)
     questions = (QUESTIONS * (num_questions // len(QUESTIONS) + 1))[:num_questions]
     image = Image.fromarray(np.random.RandomState(0).randint(0, 256, (480, 640, 3), dtype=np.uint8))
@@ -296,7 +299,7 @@ def speed(preset_name: str, num_captions: int | None, num_patches: int | None, n
 
     # Warm-up: the first call of each model pays one-off costs (allocator, kernels) that are not its speed.
     pipeline.answer_image(image, questions[:1])
-    pipeline._image_features.clear()  # the timed run encodes the image again, as a new image would be
+    pipeline.forget_recent()  # the timed run does all its work again, as for a new image
     steps.update()
 
     # 4a. The whole optimised pipeline first, so that the peak memory it reports is its own.
@@ -322,7 +325,7 @@ def speed(preset_name: str, num_captions: int | None, num_patches: int | None, n
     if lavis is not None:
         report["reference_lavis"] = compare_with_reference(report, lavis, preset_name)
     if profile_out:
-        pipeline._image_features.clear()
+        pipeline.forget_recent()
         report["profile"] = profile_question(lambda: pipeline.answer_image(image, questions[:1]), profile_out)
     if baselines:
         measure_baselines(report, pipeline, image, questions, baseline_questions, device, steps)

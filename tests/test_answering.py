@@ -191,6 +191,8 @@ class FakeSeq2Seq:
     """A stand-in for T5's tokenizer and model: a "token" is the index of the input text, and the "generation"
     for it is STUB_QUESTIONS of that text's answer. It records what it is given."""
 
+    config = SimpleNamespace(num_heads=16)
+
     def __init__(self) -> None:
         self.texts: list[str] = []
         self.batches: list[list[str]] = []
@@ -198,11 +200,18 @@ class FakeSeq2Seq:
         self.generate_kwargs: list[dict] = []
 
     def __call__(self, texts: list[str], **kwargs):  # the tokenizer  # type: ignore[no-untyped-def]
-        self.batches.append(list(texts))
         self.tokenizer_kwargs.append(kwargs)
-        ids = torch.arange(len(self.texts), len(self.texts) + len(texts)).unsqueeze(1)
+        ids = [[len(self.texts) + i] for i in range(len(texts))]
         self.texts += texts
+        return SimpleNamespace(input_ids=ids)
+
+    def pad(self, encoded, return_tensors):  # the tokenizer, one batch  # type: ignore[no-untyped-def]
+        ids = torch.tensor(encoded["input_ids"])
+        self.batches.append([self.texts[i] for i in ids[:, 0]])
         return SimpleNamespace(input_ids=ids, attention_mask=torch.ones_like(ids))
+
+    def forward(self, input_ids=None, cache=None):  # the model's signature  # type: ignore[no-untyped-def]
+        raise AssertionError("not called")
 
     def generate(self, input_ids, attention_mask, **kwargs):  # the model  # type: ignore[no-untyped-def]
         self.generate_kwargs.append(kwargs)
@@ -235,8 +244,10 @@ def test_t5_question_generation_with_a_stubbed_model(monkeypatch) -> None:
          "answer: cars  context: a man on a bike next to two parked cars."],
         ["answer: yes  context: a man riding a red bicycle down a city street."],
     ]
-    assert all(k == {"return_tensors": "pt", "padding": True, "truncation": True, "max_length": 512}
-               for k in fake.tokenizer_kwargs)
+    assert fake.tokenizer_kwargs == [{"truncation": True, "max_length": 512}]
+    # Beam search with a cache that reorders only self-attention (tests/test_speedups.py: same outputs).
+    caches = [kwargs.pop("cache") for kwargs in fake.generate_kwargs]
+    assert all(type(c).__name__ == "SelfAttentionReorderedCache" for c in caches) and len(set(map(id, caches))) == 3
     assert fake.generate_kwargs == [{"num_beams": 3, "max_new_tokens": 30, "do_sample": False}] * 3
 
     # Img2LLM's setting: every caption as the context, in LAVIS's format (a period after the answer too).

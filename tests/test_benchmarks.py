@@ -63,6 +63,7 @@ def test_ablate_grid_with_tiny_preset(tmp_path) -> None:
         ("speed", ["--out", "/proc/speed.json"], "--out '/proc/speed.json' is not writable"),
         ("speed", ["--out", "{tmp}"], "is a folder, not a file"),
         ("speed", ["--reference", "{tmp}/afile"], "not a lavis-bench result"),
+        ("speed", ["--set", "answerer.fid_encode_batch=0"], "answerer.fid_encode_batch must be at least 1"),
         ("speed", ["--reference", "{tmp}/pnp.json"], "use it with --preset pnp-vqa or img2llm"),
         ("speed", ["--reference", "{tmp}/pnp.json", "--preset", "img2llm"], "compares with `bench.py --model img2prompt`"),
     ],

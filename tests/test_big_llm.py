@@ -68,3 +68,20 @@ def test_chat_template_in_the_pipeline_and_a_tokenizer_without_one(chat_lm) -> N
     chat_lm.tokenizer.chat_template = None
     with pytest.raises(InputError, match="answerer.chat_template is on, but the tokenizer of .* has no chat template"):
         pipeline.answer("What is the man riding?", CAPTIONS)
+
+
+def test_chat_template_tokens_count_in_the_prompt_budget(chat_lm) -> None:
+    budget = 160
+    overrides = {"answerer.chat_template": "true", "answerer.max_prompt_tokens": budget, "prompt.num_captions": 30}
+    pipeline = Pipeline(preset("tiny").with_overrides(overrides))
+    chat_lm.config = pipeline.config.answerer
+    pipeline.__dict__["lm"] = chat_lm
+    captions = [f"a man riding a red bicycle past shop number {n}" for n in range(30)]
+    result = pipeline.answer("What is the man riding?", captions)
+    assert result.prompt.startswith("<|system|>")
+    used = chat_lm.count_tokens(result.prompt)
+    # Filled up to the budget (captions were dropped to fit), and the template's tokens inside it.
+    assert budget - 15 < used <= budget
+    plain = Pipeline(preset("tiny").with_overrides({**overrides, "answerer.chat_template": "false"}))
+    plain.__dict__["lm"] = chat_lm
+    assert len(plain.answer("What is the man riding?", captions).captions) > len(result.captions)

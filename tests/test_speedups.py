@@ -195,3 +195,71 @@ def test_captions_cached_in_one_precision_are_not_reused_in_another(tmp_path) ->
         assert same._vision_description(image, "q?") == bfloat16._vision_description(image, "q?")
     else:
         assert same._vision_description(image, "q?") == float32._vision_description(image, "q?")
+
+
+def t5_question_generator(**settings):  # type: ignore[no-untyped-def]
+    from zsvqa.config import QuestionGenConfig
+    from zsvqa.question_generation import T5Questions
+
+    return T5Questions(QuestionGenConfig(backend="t5", model="tiny:t5", max_new_tokens=8, **settings), "cpu", "float32")
+
+
+QG_CAPTIONS = ["a man riding a red bicycle down a city street", "two dogs", "a bus parked next to a tall building"]
+
+
+def qg_pairs():  # type: ignore[no-untyped-def]
+    from zsvqa.candidates import AnswerCandidate
+
+    words = [("man", 0), ("bicycle", 0), ("dogs", 1), ("two", 1), ("bus", 2), ("building", 2), ("tall", 2)]
+    return [(AnswerCandidate(word, "noun", 1), QG_CAPTIONS[index]) for word, index in words]
+
+
+def test_beam_search_skipping_the_cross_attention_reorder_gives_the_same_beams() -> None:
+    from transformers import DynamicCache, EncoderDecoderCache
+
+    from zsvqa.models import beam_search_cache, cache_argument
+
+    generator = t5_question_generator()
+    model, tokenizer = generator.model, generator.tokenizer
+    texts = [f"answer: {word}  context: {caption}" for (word, caption) in
+             [("man", QG_CAPTIONS[0]), ("dogs", QG_CAPTIONS[1]), ("bus", QG_CAPTIONS[2])]]
+    encoded = tokenizer(texts, return_tensors="pt", padding=True)
+    batch = {"input_ids": encoded.input_ids, "attention_mask": encoded.attention_mask}
+    beam_orders: list[torch.Tensor] = []
+
+    class RecordingCache(EncoderDecoderCache):  # transformers' own: reorders both parts
+        def reorder_cache(self, beam_idx):  # type: ignore[no-untyped-def]
+            beam_orders.append(beam_idx.clone())
+            super().reorder_cache(beam_idx)
+
+    def beams(cache):  # type: ignore[no-untyped-def]
+        with torch.no_grad():
+            return model.generate(**batch, num_beams=3, num_return_sequences=3, max_new_tokens=8, do_sample=False,
+                                  return_dict_in_generate=True, output_scores=True, **{cache_argument(model): cache})
+
+    fast, plain = beams(beam_search_cache()), beams(RecordingCache(DynamicCache(), DynamicCache()))
+    assert torch.equal(fast.sequences, plain.sequences)
+    torch.testing.assert_close(fast.sequences_scores, plain.sequences_scores, rtol=0, atol=1e-6)
+    # Not vacuous: beams were really reordered (not the identity), always within one input's beams.
+    assert any(not torch.equal(order, torch.arange(len(order))) for order in beam_orders)
+    assert all(torch.equal(order // 3, torch.arange(len(order)) // 3) for order in beam_orders)
+
+
+def test_long_question_generation_contexts_go_in_fewer_rows_with_the_same_questions(monkeypatch) -> None:
+    from zsvqa import question_generation
+
+    generator = t5_question_generator(batch_size=8, context="all")
+    shapes: list[tuple[int, int]] = []
+    real = generator.model.generate
+
+    def recording(**kwargs):  # type: ignore[no-untyped-def]
+        shapes.append(tuple(kwargs["input_ids"].shape))
+        return real(**kwargs)
+
+    monkeypatch.setattr(generator.model, "generate", recording)
+    wide = generator.questions(qg_pairs(), QG_CAPTIONS)
+    length = shapes[0][1]
+    heads = generator.model.config.num_heads
+    monkeypatch.setattr(question_generation, "ATTENTION_BIAS_FLOATS", 3 * heads * length**2)
+    assert generator.questions(qg_pairs(), QG_CAPTIONS) == wide
+    assert [s[0] for s in shapes] == [7, 3, 3, 1]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import inspect
 import math
 import re
 from dataclasses import dataclass, field
@@ -12,7 +11,7 @@ from typing import Any
 import torch
 
 from zsvqa.config import AnswererConfig
-from zsvqa.models import big_model_placement, load_frozen
+from zsvqa.models import big_model_placement, cache_argument, load_frozen
 from zsvqa.normalize import NUMBER_WORDS, clean_answer
 from zsvqa.prompting import Prompt, load_json
 
@@ -122,10 +121,8 @@ class FrozenLM:
         )
         if placement:  # accelerate placed the layers: inputs go where the first ones are
             self.device = str(self.model.device)
-        # transformers 5.2x renamed the forward argument past_key_values to cache (the old name warns); earlier 5.x
-        # releases know only the old name. Looked up once: forward runs for every scored or generated answer.
-        forward = inspect.signature(self.model.forward).parameters
-        self._cache_argument = "cache" if "cache" in forward else "past_key_values"
+        # Looked up once: forward runs for every scored or generated answer.
+        self._cache_argument = cache_argument(self.model)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         # Batched causal generation continues from the right end of each prompt.

@@ -60,7 +60,13 @@ def overrides_from(options: dict[str, Any]) -> dict[str, Any]:
         value = options.pop(flag.lstrip("-").replace("-", "_"))
         if value is not None:
             overrides[key] = value
-    for setting in options.pop("settings"):
+    return {**overrides, **set_overrides(options.pop("settings"))}
+
+
+def set_overrides(settings: tuple[str, ...]) -> dict[str, str]:
+    """--set KEY=VALUE options as config overrides."""
+    overrides = {}
+    for setting in settings:
         key, sep, value = setting.partition("=")
         if not sep:
             raise InputError(f"--set takes KEY=VALUE; got {setting!r}")

@@ -29,7 +29,7 @@ from zsvqa.images import check_image_path, load_image
 from zsvqa.matching import ImageFeatures, ImageQuestionMatcher
 from zsvqa.models import resolve_dtype
 from zsvqa.normalize import clean_caption
-from zsvqa.prompting import PromptBuilder, QAExemplar, chat_prompt
+from zsvqa.prompting import PromptBuilder, QAExemplar, chat_overhead_tokens, chat_prompt
 from zsvqa.question_generation import QuestionGenerator, SyntheticQA
 from zsvqa.retrieval import ExemplarRetriever
 
@@ -195,7 +195,10 @@ class Pipeline:
 
     @functools.cached_property
     def prompt_builder(self) -> PromptBuilder:
-        return PromptBuilder(self.config.prompt, self.lm.count_tokens, self.lm.max_prompt_tokens)
+        budget = self.lm.max_prompt_tokens
+        if self.config.answerer.chat_template:  # the template's tokens come on top of the built prompt
+            budget -= chat_overhead_tokens(self.lm.tokenizer)
+        return PromptBuilder(self.config.prompt, self.lm.count_tokens, budget)
 
     def load_models(self, vision: bool = True) -> None:
         """Load now, not on first use, the models this configuration runs: the language models first, as they are
@@ -208,6 +211,12 @@ class Pipeline:
             self.captioner
             if self._uses_matcher:
                 self.matcher
+
+    def forget_recent(self) -> None:
+        """Drop the in-memory results kept for the next call (recent images' features, recent caption sets'
+        candidates and questions), so the next call does all its work again (benchmarks time it)."""
+        self._image_features.clear()
+        self._text_side_cache.clear()
 
     @property
     def _uses_matcher(self) -> bool:

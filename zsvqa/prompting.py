@@ -181,19 +181,30 @@ class PromptBuilder:
 def chat_prompt(prompt: Prompt, tokenizer: Any, parts_file: str = "chat.json") -> Prompt:
     """The prompt as a chat model's user turn, in the tokenizer's own chat template, ending where the assistant
     answers. `parts_file` (under prompts/) holds the system text and the user turn, which places {{ prompt }}."""
+    text = _chat_text(prompt.text, tokenizer, parts_file)
+    # The question-independent head still leads the prompt, now after the template's own opening.
+    offset = text.find(prompt.text[: prompt.shared_prefix]) if prompt.shared_prefix else -1
+    shared = offset + prompt.shared_prefix if offset >= 0 else 0
+    # The assistant's turn starts the answer: no separator after it, as after "Answer:".
+    return dataclasses.replace(prompt, text=text, passages=[text], shared_prefix=shared, answer_prefix="")
+
+
+def chat_overhead_tokens(tokenizer: Any, parts_file: str = "chat.json") -> int:
+    """Tokens the chat template and the system text add around a prompt: the prompt builder leaves room for them."""
+    count = len(tokenizer("").input_ids)
+    return len(tokenizer(_chat_text("", tokenizer, parts_file)).input_ids) - count
+
+
+def _chat_text(text: str, tokenizer: Any, parts_file: str) -> str:
     if not getattr(tokenizer, "chat_template", None):
         raise InputError(
             f"answerer.chat_template is on, but the tokenizer of {tokenizer.name_or_path!r} has no chat template"
         )
     parts = load_json(parts_file)
     messages = [{"role": "system", "content": parts["system"]}] if parts.get("system") else []
-    messages.append({"role": "user", "content": render_string(parts["user"], prompt=prompt.text)})
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    messages.append({"role": "user", "content": render_string(parts["user"], prompt=text)})
+    chat = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     bos = tokenizer.bos_token
-    if bos and text.startswith(bos) and tokenizer("").input_ids[:1] == [tokenizer.bos_token_id]:
-        text = text[len(bos) :]  # the tokenizer adds it again
-    # The question-independent head still leads the prompt, now after the template's own opening.
-    offset = text.find(prompt.text[: prompt.shared_prefix]) if prompt.shared_prefix else -1
-    shared = offset + prompt.shared_prefix if offset >= 0 else 0
-    # The assistant's turn starts the answer: no separator after it, as after "Answer:".
-    return dataclasses.replace(prompt, text=text, passages=[text], shared_prefix=shared, answer_prefix="")
+    if bos and chat.startswith(bos) and tokenizer("").input_ids[:1] == [tokenizer.bos_token_id]:
+        chat = chat[len(bos) :]  # the tokenizer adds it again
+    return chat

@@ -11,7 +11,7 @@ import torch
 from zsvqa.answering import FrozenLM
 from zsvqa.candidates import AnswerCandidate, load_spacy
 from zsvqa.config import QuestionGenConfig
-from zsvqa.models import load_frozen
+from zsvqa.models import beam_search_cache, cache_argument, load_frozen
 from zsvqa.prompting import QAExemplar, load_json, load_template, render, render_string
 
 
@@ -87,6 +87,9 @@ def _tidy(question: str) -> str:
     return f"{question}?" if len(question) > 1 else ""
 
 
+ATTENTION_BIAS_FLOATS = 2**29  # 2 GiB of float32
+
+
 class T5Questions:
     """A T5-style seq2seq generator fed the input format its checkpoint was trained on (a prompts/ template,
     by default `answer: {a}  context: {c}`), decoded with beam search."""
@@ -101,6 +104,7 @@ class T5Questions:
             quantize=quantize,
         )
         self.template = load_template(config.input_template)
+        self._cache_argument = cache_argument(self.model)
 
     @torch.inference_mode()
     def questions(self, pairs: list[tuple[AnswerCandidate, str]], captions: list[str]) -> list[str]:
@@ -109,21 +113,22 @@ class T5Questions:
             render_string(self.template, answer=c.text, context=everything if self.config.context == "all" else caption)
             for c, caption in pairs
         ]
+        ids = self.tokenizer(texts, truncation=True, max_length=self.config.max_input_tokens).input_ids
+        # T5 adds its relative position bias to the mask as one batch x heads x length x length tensor per layer:
+        # long contexts (all captions, up to 2048 tokens) go in fewer rows at a time, so it stays near 2 GiB.
+        heads = getattr(self.model.config, "num_heads", 1)
+        longest = max((len(i) for i in ids), default=1)
+        rows = max(1, min(self.config.batch_size, ATTENTION_BIAS_FLOATS // (heads * longest**2)))
         questions: list[str] = []
-        for start in range(0, len(texts), self.config.batch_size):
-            batch = self.tokenizer(
-                texts[start : start + self.config.batch_size],
-                return_tensors="pt",
-                padding=True,
-                truncation=True,
-                max_length=self.config.max_input_tokens,
-            )
+        for start in range(0, len(ids), rows):
+            batch = self.tokenizer.pad({"input_ids": ids[start : start + rows]}, return_tensors="pt")
             output = self.model.generate(
                 input_ids=batch.input_ids.to(self.device),
                 attention_mask=batch.attention_mask.to(self.device),
                 num_beams=self.config.num_beams,
                 max_new_tokens=self.config.max_new_tokens,
                 do_sample=False,
+                **{self._cache_argument: beam_search_cache()},
             )
             questions += self.tokenizer.batch_decode(output, skip_special_tokens=True)
         return questions
