@@ -180,6 +180,7 @@ def test_t5_input_format_and_context() -> None:
             return tokenizer.__class__.__call__(tokenizer, texts, **kwargs)
 
         generator.backend.tokenizer = type("Spy", (), {"__call__": lambda self, t, **k: spy(t, **k),  # type: ignore[union-attr]
+                                                        "pad": lambda self, *a, **k: tokenizer.pad(*a, **k),
                                                         "batch_decode": tokenizer.batch_decode})()
         generator(candidates, CAPTIONS)
         # The candidate, then "yes" with the first caption; only "yes" of the yes/no pair is generated.

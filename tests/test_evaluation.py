@@ -327,6 +327,9 @@ def test_evaluator_metrics_hand_worked_with_an_error_counted_as_zero(tmp_path) -
     class StubPipeline:
         config = preset("tiny")
 
+        def load_models(self, vision: bool = True) -> None:  # no models to load
+            pass
+
         def answer_captioned(self, item, image=None):  # type: ignore[no-untyped-def]
             if stub_answers[item.question] is None:
                 raise InputError("the prompt could not be built")

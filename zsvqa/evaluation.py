@@ -228,8 +228,8 @@ class Evaluator:
         accuracies = [r["accuracy"] for qid, r in done.items() if qid in wanted and r.get("accuracy") is not None]
         if self.choice_mapper is not None and wanted - set(done):
             self.choice_mapper.load()
-        if wanted - set(done):
-            self.pipeline.answerer  # the largest model first (see Pipeline.load_models); vision loads when needed
+        if wanted - set(done):  # the language models first (see load_models); vision models load when needed
+            self.pipeline.load_models(vision=False)
         bar = tqdm(total=len(wanted), initial=resumed, unit="q", desc="eval", disable=not progress, dynamic_ncols=True)
         answered = 0
         with predictions_path.open("a", encoding="utf-8") as out:
