@@ -6,6 +6,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # never wait on network retries
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -33,3 +34,18 @@ CAPTIONS = [
     "a cyclist wearing a helmet rides past a bus",
     "a red bicycle on the street",
 ]
+
+
+def spy_generate(monkeypatch: pytest.MonkeyPatch, stage: Any) -> list[dict]:
+    """Record what a stage with a `.model` (FrozenLM, T5Questions) hands to the model's `generate`, and what it got
+    back, calling the real one."""
+    calls: list[dict] = []
+    real = stage.model.generate
+
+    def recording(**kwargs):  # type: ignore[no-untyped-def]
+        output = real(**kwargs)
+        calls.append({**kwargs, "output": output})
+        return output
+
+    monkeypatch.setattr(stage.model, "generate", recording)
+    return calls

@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers.modeling_outputs import BaseModelOutput
 
-from conftest import CAPTIONS
+from conftest import CAPTIONS, spy_generate
 from zsvqa import question_generation
 from zsvqa.answering import Answerer, FrozenLM, Generation
 from zsvqa.candidates import AnswerCandidate
@@ -52,20 +52,6 @@ def test_fid_one_passage_equals_plain_seq2seq(fid: FrozenLM) -> None:
 
 
 FID_PASSAGES = ["q? \\n a short caption", "q? \\n a much longer caption with many more words than the first"]
-
-
-def spy_generate(monkeypatch: pytest.MonkeyPatch, lm: FrozenLM) -> list[dict]:
-    """Record what FrozenLM hands to the model's `generate` (and what it got back), calling the real one."""
-    calls: list[dict] = []
-    real = lm.model.generate
-
-    def recording(**kwargs):  # type: ignore[no-untyped-def]
-        output = real(**kwargs)
-        calls.append({**kwargs, "output": output})
-        return output
-
-    monkeypatch.setattr(lm.model, "generate", recording)
-    return calls
 
 
 def encode_alone(lm: FrozenLM, passage: str) -> torch.Tensor:

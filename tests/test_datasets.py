@@ -207,14 +207,7 @@ AOKVQA_BAD = [
 ]
 
 
-@pytest.mark.parametrize("change,message", AOKVQA_BAD)
-def test_malformed_aokvqa_files_fail_before_work_in_one_line(tmp_path, change, message) -> None:
-    data = write_aokvqa(tmp_path / "data")
-    _rewrite(data["questions"], change)
-    result = run(*aok_args(data, tmp_path / "run"))
-    assert result.exit_code == 1
-    assert_one_error_line(result.output, message)
-    assert not (tmp_path / "run").exists()
+BAD_FILES = [("aokvqa", *bad) for bad in AOKVQA_BAD]  # GQA_BAD below joins them
 
 
 GQA_BAD = [
@@ -227,13 +220,18 @@ GQA_BAD = [
 ]
 
 
-@pytest.mark.parametrize("change,message", GQA_BAD)
-def test_malformed_gqa_files_fail_before_work_in_one_line(tmp_path, change, message) -> None:
-    data = write_gqa(tmp_path / "data")
+BAD_FILES += [("gqa", *bad) for bad in GQA_BAD]
+
+
+@pytest.mark.parametrize("dataset,change,message", BAD_FILES)
+def test_malformed_dataset_files_fail_before_work_in_one_line(tmp_path, dataset, change, message) -> None:
+    write, args = (write_aokvqa, aok_args) if dataset == "aokvqa" else (write_gqa, gqa_args)
+    data = write(tmp_path / "data")
     _rewrite(data["questions"], change)
-    result = run(*gqa_args(data, tmp_path / "run"))
+    result = run(*args(data, tmp_path / "run"))
     assert result.exit_code == 1
     assert_one_error_line(result.output, message)
+    assert not (tmp_path / "run").exists()
 
 
 def test_other_input_problems_are_found_before_work(tmp_path) -> None:

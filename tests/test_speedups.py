@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import spy_generate
 from zsvqa import models
 from zsvqa.answering import FrozenLM
 from zsvqa.captioning import PatchCaptioner
@@ -46,16 +47,9 @@ def record_encoder_batches(monkeypatch: pytest.MonkeyPatch, lm: FrozenLM) -> lis
 
 
 def fused_states(monkeypatch: pytest.MonkeyPatch, lm: FrozenLM) -> tuple[torch.Tensor, object]:
-    handed: list[torch.Tensor] = []
-    real = lm.model.generate
-
-    def recording(**kwargs):  # type: ignore[no-untyped-def]
-        handed.append(kwargs["encoder_outputs"].last_hidden_state)
-        return real(**kwargs)
-
-    monkeypatch.setattr(lm.model, "generate", recording)
+    calls = spy_generate(monkeypatch, lm)
     generation = lm.generate_fused(PASSAGES)
-    return handed[0], generation
+    return calls[0]["encoder_outputs"].last_hidden_state, generation
 
 
 def test_length_bucketed_fid_encoding_equals_one_padded_batch(monkeypatch) -> None:
@@ -249,17 +243,10 @@ def test_long_question_generation_contexts_go_in_fewer_rows_with_the_same_questi
     from zsvqa import question_generation
 
     generator = t5_question_generator(batch_size=8, context="all")
-    shapes: list[tuple[int, int]] = []
-    real = generator.model.generate
-
-    def recording(**kwargs):  # type: ignore[no-untyped-def]
-        shapes.append(tuple(kwargs["input_ids"].shape))
-        return real(**kwargs)
-
-    monkeypatch.setattr(generator.model, "generate", recording)
+    calls = spy_generate(monkeypatch, generator)
     wide = generator.questions(qg_pairs(), QG_CAPTIONS)
-    length = shapes[0][1]
+    length = calls[0]["input_ids"].shape[1]
     heads = generator.model.config.num_heads
     monkeypatch.setattr(question_generation, "ATTENTION_BIAS_FLOATS", 3 * heads * length**2)
     assert generator.questions(qg_pairs(), QG_CAPTIONS) == wide
-    assert [s[0] for s in shapes] == [7, 3, 3, 1]
+    assert [call["input_ids"].shape[0] for call in calls] == [7, 3, 3, 1]

@@ -226,10 +226,10 @@ class Evaluator:
         wanted = {q.question_id for q in self.dataset.questions if q.image_id in mine}
         resumed = len(wanted & set(done))
         accuracies = [r["accuracy"] for qid, r in done.items() if qid in wanted and r.get("accuracy") is not None]
-        if self.choice_mapper is not None and wanted - set(done):
-            self.choice_mapper.load()
-        if wanted - set(done):  # the language models first (see load_models); vision models load when needed
-            self.pipeline.load_models(vision=False)
+        if wanted - set(done):
+            if self.choice_mapper is not None:
+                self.choice_mapper.load()
+            self.pipeline.load_models(vision=False)  # language models first (see load_models); vision when needed
         bar = tqdm(total=len(wanted), initial=resumed, unit="q", desc="eval", disable=not progress, dynamic_ncols=True)
         answered = 0
         with predictions_path.open("a", encoding="utf-8") as out:

@@ -279,13 +279,11 @@ class Pipeline:
 
     def _vision_description(self, image: str | Path, question: str) -> dict[str, Any]:
         """Everything a question's captions depend on."""
-        captioner = self.config.captioner
-        uses_matcher = self._uses_matcher
         return {
             "image": file_identity(check_image_path(image)),
             "question": question,
-            "matcher": dataclasses.asdict(self.config.matcher) if uses_matcher else None,
-            "captioner": dataclasses.asdict(captioner),
+            "matcher": dataclasses.asdict(self.config.matcher) if self._uses_matcher else None,
+            "captioner": dataclasses.asdict(self.config.captioner),
             "vision_layer_norm_eps": self.config.vision_layer_norm_eps,
             "seed": self.config.seed,
             # Precision changes captions a little: a bfloat16 or int8 run never reuses float32 captions.
