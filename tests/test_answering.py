@@ -277,8 +277,8 @@ def test_llm_question_generation_with_a_stubbed_lm() -> None:
 
 def test_no_yes_question_means_no_yes_exemplar() -> None:
     class Silent:
-        def questions(self, pairs, captions):  # type: ignore[no-untyped-def]
-            return ["" for _ in pairs]
+        def questions(self, requests):  # type: ignore[no-untyped-def]
+            return ["" for _ in requests]
 
     generator = QuestionGenerator(QuestionGenConfig(backend="template"))
     generator.backend = Silent()

@@ -4,12 +4,15 @@ import math
 
 import pytest
 
-from conftest import CAPTIONS
+from conftest import CAPTIONS, spy_generate
 from zsvqa.answering import Answerer, AnswerRequest, FrozenLM
-from zsvqa.config import AnswererConfig, preset
+from zsvqa.cache import IntermediateCache
+from zsvqa.candidates import AnswerCandidateExtractor
+from zsvqa.config import AnswererConfig, CandidateConfig, QuestionGenConfig, preset
 from zsvqa.errors import InputError
 from zsvqa.pipeline import Pipeline, QuestionCaptions
 from zsvqa.prompting import Prompt
+from zsvqa.question_generation import QuestionGenerator, SyntheticQA
 
 PROMPTS = [
     "Context: a man riding a red bicycle.\nQuestion: what is he riding?\nAnswer:",
@@ -93,3 +96,55 @@ def test_eval_batches_across_images_with_the_same_results(tmp_path, monkeypatch)
     batched = Evaluator(pipeline, dataset, tmp_path / "four").run(progress=False)
     assert sizes == [5, 1] and single.answered == batched.answered == 6
     assert (tmp_path / "one" / "results.json").read_bytes() == (tmp_path / "four" / "results.json").read_bytes()
+
+
+# Caption sets of different lengths (Img2LLM's T5 reads all of a set's captions), one of them empty.
+CAPTION_SETS = [CAPTIONS, CAPTIONS[:2], [CAPTIONS[3]], ["two dogs playing with a ball on the grass"], []]
+
+
+def test_question_generation_across_caption_sets_equals_one_set_at_a_time(monkeypatch) -> None:
+    config = QuestionGenConfig(backend="t5", model="tiny:t5", max_new_tokens=8, context="all", batch_size=8)
+    generator = QuestionGenerator(config)
+    extractor = AnswerCandidateExtractor(CandidateConfig())
+    sets = [(extractor(captions), captions) for captions in CAPTION_SETS]
+    calls = spy_generate(monkeypatch, generator.backend)
+    together = generator.many(sets)
+    batched_calls = len(calls)
+    alone = [generator(candidates, captions) for candidates, captions in sets]
+    assert together == alone
+    assert together[-1] == SyntheticQA([])
+    rows = [call["input_ids"].shape[0] for call in calls]
+    assert sum(rows[:batched_calls]) == sum(rows[batched_calls:])  # the same questions asked
+    assert set(rows[: batched_calls - 1]) == {8} and batched_calls < len(calls) - batched_calls  # full batches
+    # Shortest inputs first: a batch pads to about its own length, not to the longest set's.
+    widths = [call["input_ids"].shape[1] for call in calls[:batched_calls]]
+    assert widths == sorted(widths) and widths[0] < widths[-1]
+
+
+def test_a_batch_of_questions_generates_their_synthetic_questions_at_once(monkeypatch, tmp_path) -> None:
+    config = preset("tiny").with_overrides({
+        "question_gen.backend": "t5", "question_gen.context": "all", "question_gen.batch_size": "8",
+    })
+    items = [QuestionCaptions(f"what is in picture {i}?", captions) for i, captions in enumerate(CAPTION_SETS[:4])]
+    items += [QuestionCaptions("", CAPTIONS), QuestionCaptions("is it the same?", CAPTIONS)]
+    alone = Pipeline(config)
+    expected = [alone.answer_captioned(item) for item in items if item.question]
+
+    cache = IntermediateCache(tmp_path / "cache.sqlite")
+    pipeline = Pipeline(config, cache)
+    calls = spy_generate(monkeypatch, pipeline.question_generator.backend)
+    results = pipeline.answer_captioned_many(items)
+    assert isinstance(results[4], InputError)
+    kept = results[:4] + results[5:]
+    assert [(r.answer, r.prompt) for r in kept] == [(r.answer, r.prompt) for r in expected]
+    rows = [call["input_ids"].shape[0] for call in calls]
+    assert set(rows[:-1]) == {8}  # the four distinct caption sets' questions in full batches of 8
+    assert all(r.timings["question_generation"] > 0 for r in kept[:4])
+    assert "question_generation" not in kept[4].timings  # the same captions as the first: made once
+
+    # A rerun reads every set from the disk cache and generates nothing.
+    rerun = Pipeline(config, cache)
+    calls = spy_generate(monkeypatch, rerun.question_generator.backend)
+    again = rerun.answer_captioned_many(items)
+    assert calls == [] and [r.prompt for r in again[:4] + again[5:]] == [r.prompt for r in kept]
+    assert all("question_generation" in r.cached and r.timings["question_generation"] == 0.0 for r in again[:4])

@@ -201,11 +201,13 @@ def t5_question_generator(**settings):  # type: ignore[no-untyped-def]
 QG_CAPTIONS = ["a man riding a red bicycle down a city street", "two dogs", "a bus parked next to a tall building"]
 
 
-def qg_pairs():  # type: ignore[no-untyped-def]
+def qg_requests():  # type: ignore[no-untyped-def]
     from zsvqa.candidates import AnswerCandidate
+    from zsvqa.question_generation import QuestionRequest
 
     words = [("man", 0), ("bicycle", 0), ("dogs", 1), ("two", 1), ("bus", 2), ("building", 2), ("tall", 2)]
-    return [(AnswerCandidate(word, "noun", 1), QG_CAPTIONS[index]) for word, index in words]
+    return [QuestionRequest(AnswerCandidate(word, "noun", 1), QG_CAPTIONS[index], tuple(QG_CAPTIONS))
+            for word, index in words]
 
 
 def test_beam_search_skipping_the_cross_attention_reorder_gives_the_same_beams() -> None:
@@ -244,9 +246,9 @@ def test_long_question_generation_contexts_go_in_fewer_rows_with_the_same_questi
 
     generator = t5_question_generator(batch_size=8, context="all")
     calls = spy_generate(monkeypatch, generator)
-    wide = generator.questions(qg_pairs(), QG_CAPTIONS)
+    wide = generator.questions(qg_requests())
     length = calls[0]["input_ids"].shape[1]
     heads = generator.model.config.num_heads
     monkeypatch.setattr(question_generation, "ATTENTION_BIAS_FLOATS", 3 * heads * length**2)
-    assert generator.questions(qg_pairs(), QG_CAPTIONS) == wide
+    assert generator.questions(qg_requests()) == wide
     assert [call["input_ids"].shape[0] for call in calls] == [7, 3, 3, 1]

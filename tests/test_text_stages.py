@@ -264,9 +264,9 @@ def test_yes_no_exemplars_come_first_and_only_yes_is_generated() -> None:
     asked: list[str] = []
 
     class Recording:
-        def questions(self, pairs, captions):  # type: ignore[no-untyped-def]
-            asked.extend(candidate.text for candidate, _ in pairs)
-            return [f"question about {candidate.text}?" for candidate, _ in pairs]
+        def questions(self, requests):  # type: ignore[no-untyped-def]
+            asked.extend(r.answer.text for r in requests)
+            return [f"question about {r.answer.text}?" for r in requests]
 
     generator = QuestionGenerator(QuestionGenConfig(backend="template"))
     generator.backend = Recording()

@@ -35,6 +35,7 @@ from zsvqa.retrieval import ExemplarRetriever
 
 log = logging.getLogger(__name__)
 IMAGE_FEATURES_KEPT = 4  # images whose vision features a pipeline keeps in memory
+TEXT_SIDES_KEPT = 16  # caption sets whose candidates and synthetic questions a pipeline keeps in memory
 TINY_WARNING = "random models (tiny or random: names) are in use: captions and answers are meaningless noise"
 
 
@@ -239,9 +240,15 @@ class Pipeline:
         return self.answer_from_captions(question, _check_captions(captions), {})
 
     def answer_image(self, image: str | Path | Image.Image, questions: list[str] | str) -> list[VQAResult]:
-        """Answer several questions about one image; its vision features are computed once for all of them.
-        A single string is one question (the result is still a list)."""
-        return [self.answer_captioned(captioned, image=image) for captioned in self.caption_image(image, questions)]
+        """Answer several questions about one image; its vision features are computed once for all of them, and
+        their synthetic questions and answers are batched. A single string is one question (the result is still a
+        list)."""
+        answered = []
+        for result in self.answer_captioned_many(self.caption_image(image, questions), image=image):
+            if isinstance(result, InputError):
+                raise result
+            answered.append(result)
+        return answered
 
     def answer_captioned(
         self,
@@ -381,19 +388,36 @@ class Pipeline:
         """`answer_captioned` for several questions (an image's, or several images' with `images` naming each
         item's), their prompts answered together in batches of `answerer.batch_size`; a question with bad input
         gets its InputError in place of a result."""
+        for item in items:
+            check_type("captioned", item, QuestionCaptions, "a QuestionCaptions (from caption_image)")
+        timings = [dict(item.timings) for item in items]
+        cached = [list(item.cached) for item in items]
+        usable: dict[int, list[str]] = {}  # the items' cleaned captions, where the question is usable
+        for index, item in enumerate(items):
+            try:
+                check_question(item.question)
+                usable[index] = _clean_captions(item.captions)
+            except InputError:
+                pass  # the item's _plan below raises it again, in its place
+        # All the items' synthetic questions at once: the question generator batches across them.
+        sides = dict(zip(usable, self._text_sides(
+            list(usable.values()), [timings[i] for i in usable], [cached[i] for i in usable]
+        )))
         plans: list[_Plan | InputError] = []
         for index, item in enumerate(items):
-            check_type("captioned", item, QuestionCaptions, "a QuestionCaptions (from caption_image)")
             picture = images[index] if images is not None else image
             try:
-                plans.append(self._plan(item.question, item.captions, dict(item.timings), None, picture, list(item.cached)))
+                plans.append(self._plan(
+                    item.question, item.captions, timings[index], None, picture, cached[index], sides.get(index)
+                ))
             except InputError as error:
                 plans.append(error)
         good = [plan for plan in plans if isinstance(plan, _Plan)]
         requests = [request for plan in good for request in plan.requests]
-        begin = time.perf_counter()
-        answers = iter(self.answerer.answer_many(requests))
-        share = (time.perf_counter() - begin) / max(len(requests), 1)  # a batch's time, split over its prompts
+        batch: dict[str, float] = {}
+        with timed(batch, "answer"):
+            answers = iter(self.answerer.answer_many(requests))
+        share = batch["answer"] / max(len(requests), 1)  # a batch's time, split over its prompts
         results: list[VQAResult | InputError] = []
         for index, (item, plan) in enumerate(zip(items, plans)):
             if isinstance(plan, InputError):
@@ -417,10 +441,11 @@ class Pipeline:
         exemplars: list[QAExemplar] | None,
         image: str | Path | Image.Image | None,
         cached: list[str] | None,
+        text_side: tuple[list[AnswerCandidate], SyntheticQA] | None = None,
     ) -> _Plan:
-        """Everything before the LM answers: checks, candidates, exemplars and the prompts (one per exemplar block)."""
+        """Everything before the LM answers: checks, candidates, exemplars and the prompts (one per exemplar block).
+        `text_side`: the captions' candidates and synthetic QA, where the caller made them already."""
         question = check_question(question)
-        captions = as_texts("captions", captions)
         if exemplars is not None:
             check_type("exemplars", exemplars, (list, tuple), "a list of QAExemplar")
             for index, exemplar in enumerate(exemplars):
@@ -428,10 +453,10 @@ class Pipeline:
         if image is not None:
             check_image(image)
         torch.manual_seed(self.config.seed)
-        captions = [c for c in (clean_caption(c) for c in captions) if c]
+        captions = _clean_captions(captions)
         builder, _ = self.prompt_builder, self.answerer  # loaded before any clock starts
         cached = list(cached or [])
-        candidates, synthetic = self._text_side(captions, timings, cached)
+        candidates, synthetic = text_side or self._text_side(captions, timings, cached)
         settings = self.config.prompt
         leading: list[QAExemplar] = []
         similarity = None
@@ -492,17 +517,75 @@ class Pipeline:
     def _text_side(
         self, captions: list[str], timings: dict[str, float], cached: list[str] | None = None
     ) -> tuple[list[AnswerCandidate], SyntheticQA]:
-        key = tuple(captions)
-        if key in self._text_side_cache:
-            self._text_side_cache.move_to_end(key)
-            return self._text_side_cache[key]
-        candidates: list[AnswerCandidate] = []
-        synthetic = SyntheticQA([])
+        return self._text_sides([captions], [timings], [cached])[0]
+
+    def _text_sides(
+        self, caption_sets: list[list[str]], timings: list[dict[str, float]], cached: list[list[str] | None]
+    ) -> list[tuple[list[AnswerCandidate], SyntheticQA]]:
+        """Answer candidates and synthetic QA for each caption set, from memory or the disk cache where an
+        earlier question made them; the question generator writes all the missing sets' questions at once."""
         needs_exemplars = self.config.prompt.exemplars == "synthetic" and self.config.question_gen.backend != "none"
         needs_candidates = (
             needs_exemplars or self.config.prompt.style == "img2llm" or self.config.answerer.selection != "generate"
         )
-        description = {
+        found: dict[tuple[str, ...], tuple[list[AnswerCandidate], SyntheticQA]] = {}
+        missing: dict[tuple[str, ...], int] = {}  # a caption set to make -> the first item that asked for it
+        for index, captions in enumerate(caption_sets):
+            key = tuple(captions)
+            if key in found or key in missing:
+                continue
+            if key in self._text_side_cache:
+                self._text_side_cache.move_to_end(key)
+                found[key] = self._text_side_cache[key]
+                continue
+            stored = self.cache.get("text_side", self._text_description(captions, needs_exemplars)) if self.cache else None
+            if stored is None:
+                missing[key] = index
+                continue
+            found[key] = (
+                [AnswerCandidate(**c) for c in stored["candidates"]],
+                SyntheticQA([QAExemplar(**e) for e in stored["exemplars"]], [QAExemplar(**e) for e in stored["yes_no"]]),
+            )
+            for stage, used in (("candidates", needs_candidates), ("question_generation", needs_exemplars)):
+                if used:
+                    timings[index][stage] = 0.0
+                    if cached[index] is not None:
+                        cached[index].append(stage)
+        candidates: dict[tuple[str, ...], list[AnswerCandidate]] = {key: [] for key in missing}
+        if needs_candidates and missing:
+            extractor = self.candidate_extractor  # loaded before the clock starts
+            for key, index in missing.items():
+                with timed(timings[index], "candidates"):
+                    candidates[key] = extractor(list(key))
+        synthetic = {key: SyntheticQA([]) for key in missing}
+        if needs_exemplars and missing:
+            generator = self.question_generator
+            shared: dict[str, float] = {}
+            with timed(shared, "question_generation"):
+                made = generator.many([(candidates[key], list(key)) for key in missing])
+            synthetic = dict(zip(missing, made))
+            # One batched call's time, split over the caption sets by how many questions each asked.
+            asked = {key: len(candidates[key]) + 1 for key in missing}
+            for key, index in missing.items():
+                share = shared["question_generation"] * asked[key] / sum(asked.values())
+                timings[index]["question_generation"] = timings[index].get("question_generation", 0.0) + share
+        for key in missing:
+            if self.cache is not None and candidates[key]:
+                self.cache.put("text_side", self._text_description(list(key), needs_exemplars), {
+                    "candidates": [dataclasses.asdict(c) for c in candidates[key]],
+                    "exemplars": [dataclasses.asdict(e) for e in synthetic[key].pairs],
+                    "yes_no": [dataclasses.asdict(e) for e in synthetic[key].yes_no],
+                })
+            found[key] = (candidates[key], synthetic[key])
+        for key in missing:
+            self._text_side_cache[key] = found[key]
+            if len(self._text_side_cache) > TEXT_SIDES_KEPT:
+                self._text_side_cache.popitem(last=False)
+        return [found[tuple(captions)] for captions in caption_sets]
+
+    def _text_description(self, captions: list[str], needs_exemplars: bool) -> dict[str, Any]:
+        """Everything a caption set's candidates and synthetic questions depend on."""
+        return {
             "captions": captions,
             "candidates": dataclasses.asdict(self.config.candidates),
             "question_gen": dataclasses.asdict(self.config.question_gen) if needs_exemplars else None,
@@ -510,36 +593,6 @@ class Pipeline:
             "llm": dataclasses.asdict(self.config.answerer) if self.config.question_gen.backend == "llm" else None,
             "precision": [self.dtype, self.config.quantize] if needs_exemplars else None,
         }
-        stored = self.cache.get("text_side", description) if self.cache else None
-        if stored is not None:
-            candidates = [AnswerCandidate(**c) for c in stored["candidates"]]
-            synthetic = SyntheticQA(
-                [QAExemplar(**e) for e in stored["exemplars"]], [QAExemplar(**e) for e in stored["yes_no"]]
-            )
-            for stage, used in (("candidates", needs_candidates), ("question_generation", needs_exemplars)):
-                if used:
-                    timings[stage] = 0.0
-                    if cached is not None:
-                        cached.append(stage)
-        else:
-            if needs_candidates:
-                extractor = self.candidate_extractor  # loaded before the clock starts
-                with timed(timings, "candidates"):
-                    candidates = extractor(captions)
-            if needs_exemplars:
-                generator = self.question_generator
-                with timed(timings, "question_generation"):
-                    synthetic = generator(candidates, captions)
-            if self.cache is not None and candidates:
-                self.cache.put("text_side", description, {
-                    "candidates": [dataclasses.asdict(c) for c in candidates],
-                    "exemplars": [dataclasses.asdict(e) for e in synthetic.pairs],
-                    "yes_no": [dataclasses.asdict(e) for e in synthetic.yes_no],
-                })
-        self._text_side_cache[key] = (candidates, synthetic)
-        if len(self._text_side_cache) > 16:
-            self._text_side_cache.popitem(last=False)
-        return candidates, synthetic
 
 
 def _cache_hit(stored: dict[str, Any]) -> QuestionCaptions:
@@ -558,6 +611,10 @@ def _image_key(picture: Image.Image) -> str:
     digest = hashlib.sha1(picture.tobytes())
     digest.update(f"{picture.mode}{picture.size}".encode())
     return digest.hexdigest()
+
+
+def _clean_captions(captions: list[str]) -> list[str]:
+    return [c for c in (clean_caption(c) for c in as_texts("captions", captions)) if c]
 
 
 def _check_captions(captions: list[str] | str | None) -> list[str]:

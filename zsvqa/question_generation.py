@@ -25,8 +25,17 @@ class SyntheticQA:
     yes_no: list[QAExemplar] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class QuestionRequest:
+    """One question to write: its answer, the caption that mentions it, and all of that image's captions."""
+
+    answer: AnswerCandidate
+    caption: str
+    captions: tuple[str, ...]
+
+
 class _Backend(Protocol):
-    def questions(self, pairs: list[tuple[AnswerCandidate, str]], captions: list[str]) -> list[str]: ...
+    def questions(self, requests: list[QuestionRequest]) -> list[str]: ...
 
 
 class QuestionGenerator:
@@ -54,25 +63,45 @@ class QuestionGenerator:
         elif config.backend == "llm":
             if lm is None:
                 raise ValueError("the llm question generator needs the frozen LM")
-            self.backend = LLMQuestions(lm, config.max_new_tokens)
+            self.backend = LLMQuestions(lm, config.max_new_tokens, config.batch_size)
         else:
             self.backend = None
 
     def __call__(self, candidates: list[AnswerCandidate], captions: list[str]) -> SyntheticQA:
-        if self.backend is None or not captions:
-            return SyntheticQA([])
-        yes = AnswerCandidate("yes", "yesno", 0, [0])
-        pairs = [
-            (candidate, captions[candidate.caption_indices[0]])
-            for candidate in candidates
+        return self.many([(candidates, captions)])[0]
+
+    def many(self, caption_sets: list[tuple[list[AnswerCandidate], list[str]]]) -> list[SyntheticQA]:
+        """`__call__` for several caption sets (an image's questions, or several images'): the question
+        generator gets all their questions at once, so it batches across them."""
+        if self.backend is None:
+            return [SyntheticQA([]) for _ in caption_sets]
+        requests = [self._requests(candidates, captions) for candidates, captions in caption_sets]
+        asked = [r for own in requests for r in own]
+        written = iter(self.backend.questions(asked) if asked else [])
+        results = []
+        for own, (_, captions) in zip(requests, caption_sets):
+            questions = [_tidy(next(written)) for _ in own]
+            results.append(self._exemplars(own, questions, captions) if captions else SyntheticQA([]))
+        return results
+
+    def _requests(self, candidates: list[AnswerCandidate], captions: list[str]) -> list[QuestionRequest]:
+        """One request per askable candidate, then the "yes" question about the first caption."""
+        if not captions:
+            return []
+        context = tuple(captions)
+        askable = [
+            candidate for candidate in candidates
             if candidate.kind != "yesno"
             and len(candidate.text.split()) <= self.config.max_answer_words
             and candidate.caption_indices
         ]
-        questions = [_tidy(q) for q in self.backend.questions(pairs + [(yes, captions[0])], captions)]
+        yes = AnswerCandidate("yes", "yesno", 0, [0])
+        return [QuestionRequest(c, captions[c.caption_indices[0]], context) for c in askable + [yes]]
+
+    def _exemplars(self, requests: list[QuestionRequest], questions: list[str], captions: list[str]) -> SyntheticQA:
         exemplars = [
-            QAExemplar(question, candidate.text, caption)
-            for (candidate, caption), question in zip(pairs, questions)
+            QAExemplar(question, request.answer.text, request.caption)
+            for request, question in zip(requests[:-1], questions)
             if question
         ]
         other_no, fixed_no = self.templates.absent_object_questions(captions)
@@ -107,21 +136,27 @@ class T5Questions:
         self._cache_argument = cache_argument(self.model)
 
     @torch.inference_mode()
-    def questions(self, pairs: list[tuple[AnswerCandidate, str]], captions: list[str]) -> list[str]:
-        everything = ". ".join(captions)
+    def questions(self, requests: list[QuestionRequest]) -> list[str]:
         texts = [
-            render_string(self.template, answer=c.text, context=everything if self.config.context == "all" else caption)
-            for c, caption in pairs
+            render_string(
+                self.template, answer=r.answer.text,
+                context=". ".join(r.captions) if self.config.context == "all" else r.caption,
+            )
+            for r in requests
         ]
         ids = self.tokenizer(texts, truncation=True, max_length=self.config.max_input_tokens).input_ids
-        # T5 adds its relative position bias to the mask as one batch x heads x length x length tensor per layer:
-        # long contexts (all captions, up to 2048 tokens) go in fewer rows at a time, so it stays near 2 GiB.
+        # Shortest first, so a batch pads to about its own inputs' length (many caption sets' inputs differ).
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         heads = getattr(self.model.config, "num_heads", 1)
-        longest = max((len(i) for i in ids), default=1)
-        rows = max(1, min(self.config.batch_size, ATTENTION_BIAS_FLOATS // (heads * longest**2)))
-        questions: list[str] = []
-        for start in range(0, len(ids), rows):
-            batch = self.tokenizer.pad({"input_ids": ids[start : start + rows]}, return_tensors="pt")
+        questions: list[str] = [""] * len(ids)
+        start = 0
+        while start < len(order):
+            # T5 adds its relative position bias to the mask as one batch x heads x length x length tensor per
+            # layer: long contexts (all captions, up to 2048 tokens) go in fewer rows, so it stays near 2 GiB.
+            longest = len(ids[order[min(start + self.config.batch_size, len(order)) - 1]])
+            rows = max(1, min(self.config.batch_size, ATTENTION_BIAS_FLOATS // (heads * max(longest, 1) ** 2)))
+            chosen = order[start : start + rows]
+            batch = self.tokenizer.pad({"input_ids": [ids[i] for i in chosen]}, return_tensors="pt")
             output = self.model.generate(
                 input_ids=batch.input_ids.to(self.device),
                 attention_mask=batch.attention_mask.to(self.device),
@@ -130,7 +165,9 @@ class T5Questions:
                 do_sample=False,
                 **{self._cache_argument: beam_search_cache()},
             )
-            questions += self.tokenizer.batch_decode(output, skip_special_tokens=True)
+            for index, question in zip(chosen, self.tokenizer.batch_decode(output, skip_special_tokens=True)):
+                questions[index] = question
+            start += rows
         return questions
 
 
@@ -148,12 +185,12 @@ class TemplateQuestions:
         self.templates = load_json("question_templates.json")
         self.spacy_model = spacy_model
 
-    def questions(self, pairs: list[tuple[AnswerCandidate, str]], captions: list[str]) -> list[str]:
+    def questions(self, requests: list[QuestionRequest]) -> list[str]:
         nlp = load_spacy(self.spacy_model)
-        docs = {caption: nlp(caption) for caption in dict.fromkeys(c for _, c in pairs)}
+        docs = {caption: nlp(caption) for caption in dict.fromkeys(r.caption for r in requests)}
         return [
-            self._yes(docs[caption]) if candidate.kind == "yesno" else self._question(candidate, docs[caption])
-            for candidate, caption in pairs
+            self._yes(docs[r.caption]) if r.answer.kind == "yesno" else self._question(r.answer, docs[r.caption])
+            for r in requests
         ]
 
     def absent_object_questions(self, captions: list[str]) -> tuple[str, str]:
@@ -297,10 +334,15 @@ def _text(tokens: Any) -> str:
 class LLMQuestions:
     """Prompts the frozen LLM itself (prompts/question_generation.txt) to write each question."""
 
-    def __init__(self, lm: FrozenLM, max_new_tokens: int) -> None:
+    def __init__(self, lm: FrozenLM, max_new_tokens: int, batch_size: int) -> None:
         self.lm = lm
         self.max_new_tokens = max_new_tokens
+        self.batch_size = batch_size
 
-    def questions(self, pairs: list[tuple[AnswerCandidate, str]], captions: list[str]) -> list[str]:
-        prompts = [render("question_generation", answer=c.text, caption=caption) for c, caption in pairs]
-        return [g.text for g in self.lm.generate(prompts, self.max_new_tokens)]
+    def questions(self, requests: list[QuestionRequest]) -> list[str]:
+        prompts = [render("question_generation", answer=r.answer.text, caption=r.caption) for r in requests]
+        return [
+            generation.text
+            for start in range(0, len(prompts), self.batch_size)
+            for generation in self.lm.generate(prompts[start : start + self.batch_size], self.max_new_tokens)
+        ]
