@@ -65,16 +65,75 @@ def test_pipeline_batch_gives_the_same_results_and_keeps_bad_questions_apart() -
     assert Pipeline(config).answer(questions[0], CAPTIONS).answer == single[0].answer
 
 
+# Each prompt's answers, some of several tokens (their later tokens are scored over the copied prompt cache).
+CONTINUATIONS = [[" yes\n", " no\n"], [" red\n", " a long answer\n"], [" 2\n", " two\n", " 10\n"], [" x\n"],
+                 [" y\n", " zz top\n"]]
+
+
+# An image's prompts: the same head (instructions, captions, exemplars), then each question.
+HEAD = "Context: a man riding a red bicycle down a city street. A dog runs beside him.\n"
+SHARED_HEAD = [HEAD + q for q in ("Question: what is he riding?\nAnswer:", "Question: is it?\nAnswer:",
+                                  "Question: what color is the long bicycle there?\nAnswer:")]
+
+
+def check_scored_together(lm: FrozenLM, tolerance: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    one = [lm.score(prompt, continuations) for prompt, continuations in zip(PROMPTS, CONTINUATIONS)]
+    many = lm.score_many(PROMPTS, CONTINUATIONS)
+    assert [len(s) for s in many] == [len(c) for c in CONTINUATIONS]
+    for single, batched in zip(one, many):
+        assert batched == pytest.approx(single, abs=tolerance)
+    # Not vacuous: the rows were padded, and the answers' scores differ from one another.
+    assert len({len(lm.tokenizer(p).input_ids) for p in PROMPTS}) > 1 and len({round(v, 3) for v in one[1]}) == 2
+
+    # Prompts with one head: it is encoded once, then only the questions' tails, batched.
+    one = [lm.score(prompt, continuations, len(HEAD)) for prompt, continuations in zip(SHARED_HEAD, CONTINUATIONS)]
+    widths: list[int] = []
+    real = lm.model.forward
+
+    def recording(*args, **kwargs):  # type: ignore[no-untyped-def]
+        widths.append(kwargs["input_ids"].shape[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lm.model, "forward", recording)
+    lm._head = None  # the head's cache is made in this call
+    many = lm.score_many(SHARED_HEAD, CONTINUATIONS[:3], len(HEAD))
+    for single, batched in zip(one, many):
+        assert batched == pytest.approx(single, abs=tolerance)
+    head_tokens = len(lm._shared_head(HEAD, lm.tokenizer(SHARED_HEAD).input_ids))
+    longest = max(len(lm.tokenizer(p).input_ids) for p in SHARED_HEAD)
+    assert head_tokens > 10 and widths[0] == head_tokens and widths[1] == longest - head_tokens and len(widths) == 3
+
+
+def test_prompts_scored_together_equal_prompts_scored_one_by_one(monkeypatch) -> None:
+    check_scored_together(FrozenLM(AnswererConfig(model="tiny:causal-lm", max_new_tokens=5)), 1e-4, monkeypatch)
+
+
+@pytest.mark.parametrize("selection", ["score", "calibrated"])
+def test_scored_answers_in_batches_equal_one_at_a_time(selection: str) -> None:
+    config = preset("tiny").with_overrides({"answerer.selection": selection})
+    questions = ["Is there a bus?", "How many cars are there?", "What color is the bike?", "What is he riding?",
+                 "Are the cars parked?"]
+    items = [QuestionCaptions(q, CAPTIONS) for q in questions]
+    single = Pipeline(config).answer_captioned_many(items)
+    batched = Pipeline(config.with_overrides({"answerer.batch_size": "3"})).answer_captioned_many(items)
+    for one, many in zip(single, batched):
+        assert (one.answer, one.prompt) == (many.answer, many.prompt)
+        assert list(many.choice_scores) == list(one.choice_scores)  # the same ranking
+        assert list(many.choice_scores.values()) == pytest.approx(list(one.choice_scores.values()), abs=1e-4)
+    assert all(r.choice_scores for r in single)  # every question here has a closed answer set
+
+
 def test_batch_size_is_validated() -> None:
     with pytest.raises(InputError, match="answerer.batch_size must be at least 1; got 0"):
         preset("tiny").with_overrides({"answerer.batch_size": "0"})
 
 
 @pytest.mark.slow
-def test_batched_generation_equals_one_at_a_time_on_gemma() -> None:
+def test_batched_generation_and_scoring_equal_one_at_a_time_on_gemma(monkeypatch) -> None:
     lm = Pipeline.from_preset("offline").lm
     requests = [AnswerRequest(_prompt(text)) for text in PROMPTS[:3]]
     _check_equal(Answerer(lm).answer_many(requests), Answerer(lm, batch_size=3).answer_many(requests))
+    check_scored_together(lm, 2e-3, monkeypatch)
 
 
 def test_eval_batches_across_images_with_the_same_results(tmp_path, monkeypatch) -> None:

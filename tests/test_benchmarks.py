@@ -66,6 +66,11 @@ def test_ablate_grid_with_tiny_preset(tmp_path) -> None:
         ("speed", ["--set", "answerer.fid_encode_batch=0"], "answerer.fid_encode_batch must be at least 1"),
         ("speed", ["--reference", "{tmp}/pnp.json"], "use it with --preset pnp-vqa or img2llm"),
         ("speed", ["--reference", "{tmp}/pnp.json", "--preset", "img2llm"], "compares with `bench.py --model img2prompt`"),
+        ("batching", ["--batch-sizes", "1,0"], "--batch-sizes needs sizes of at least 1; got '1,0'"),
+        ("batching", ["--batch-sizes", "1,x"], "--batch-sizes takes comma-separated integers"),
+        ("batching", ["--images", "0"], "--images must be at least 1; got 0"),
+        ("batching", ["--out", "/proc/batching.json"], "--out '/proc/batching.json' is not writable"),
+        ("batching", ["--captions", "{tmp}/pnp.json"], "captions"),
     ],
 )
 def test_benchmark_bad_inputs_fail_before_work(script, extra, message, tmp_path) -> None:
@@ -227,7 +232,7 @@ def test_results_table_has_one_number_format_per_column(ablate, tmp_path) -> Non
     ]
 
 
-@pytest.mark.parametrize("script", ["ablate", "speed", "scaling"])
+@pytest.mark.parametrize("script", ["ablate", "speed", "scaling", "batching"])
 def test_usage_line_names_the_script_once(script) -> None:
     result = run_script(f"benchmarks/{script}.py", "--help")
     assert result.returncode == 0 and result.stdout.startswith(f"Usage: {script}.py [OPTIONS]\n")
@@ -254,3 +259,16 @@ def test_scaling_script_runs_one_and_two_processes(tmp_path) -> None:
 def test_scaling_script_refuses_bad_process_counts() -> None:
     result = run_script("benchmarks/scaling.py", "--processes", "1,0")
     assert result.returncode == 1 and "--processes needs counts of at least 1" in result.stderr
+
+
+def test_batching_script_compares_batch_sizes_with_the_same_answers(tmp_path) -> None:
+    out = tmp_path / "batching.json"
+    result = run_script("benchmarks/batching.py", "--preset", "tiny", "--images", "3", "--batch-sizes", "1,4",
+                        "--set", "answerer.selection=calibrated", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert [row["batch_size"] for row in report["rows"]] == [1, 4] and report["rows"][0]["speedup"] == 1.0
+    assert all(row["answers_equal_to_first"] and row["errors"] == 0 for row in report["rows"])
+    assert report["questions"] > 3 and report["settings"]["answerer"]["selection"] == "calibrated"
+    assert all(row["stages"]["answer"] > 0 for row in report["rows"])
+    assert "| 4 |" in result.stdout

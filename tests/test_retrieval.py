@@ -204,3 +204,24 @@ def test_pica_preset_is_the_papers_best_setting() -> None:
     assert retrieval.embedding_model == retrieval.image_embedding_model == "sentence-transformers/clip-ViT-B-16"
     assert (config.prompt.style, config.prompt.exemplars, config.prompt.num_captions) == ("pica", "retrieved", 1)
     assert config.answerer.max_new_tokens == 5 and config.prompt.num_exemplars >= retrieval.n_shot
+
+
+def test_pica_ensemble_prompts_are_answered_in_one_batch(train, clip_index, monkeypatch) -> None:
+    from conftest import CAPTIONS, spy_generate
+    from zsvqa.pipeline import Pipeline, QuestionCaptions
+
+    config = preset("tiny").with_overrides({
+        "prompt.exemplars": "retrieved", "prompt.style": "pica", "retrieval.index": str(clip_index),
+        "retrieval.n_shot": "2", "retrieval.n_ensemble": "2",
+    })
+    items = [QuestionCaptions(q, CAPTIONS) for q in ("What color is the bus?", "How many people are there?")]
+    image = image_path(train, IMAGE_IDS[0])
+    single = Pipeline(config).answer_captioned_many(items, image=image)
+    batched_pipeline = Pipeline(config.with_overrides({"answerer.batch_size": "4"}))
+    calls = spy_generate(monkeypatch, batched_pipeline.lm)
+    batched = batched_pipeline.answer_captioned_many(items, image=image)
+    # Two questions x two exemplar blocks: four prompts in one generate call, each question's best kept.
+    assert [call["input_ids"].shape[0] for call in calls] == [4]
+    for one, many in zip(single, batched):
+        assert (one.answer, one.prompt, one.exemplars) == (many.answer, many.prompt, many.exemplars)
+        assert many.logprob == pytest.approx(one.logprob, abs=1e-4)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import re
 from dataclasses import dataclass, field
@@ -149,9 +150,7 @@ class FrozenLM:
         key/value cache is shared by all continuations, which run as one right-padded batch."""
         prompt_ids, cache, last_logits = self._encode(prompt, shared_prefix)
         first = last_logits.float().log_softmax(-1)
-        pieces = [self.tokenizer(c, add_special_tokens=False).input_ids for c in continuations]
-        if any(not piece for piece in pieces):
-            raise ValueError("cannot score an empty continuation")
+        pieces = self._pieces(continuations)
         totals = [first[piece[0]].item() for piece in pieces]
         width = max(len(piece) for piece in pieces)
         if width == 1:
@@ -166,6 +165,72 @@ class FrozenLM:
         for row, piece in enumerate(pieces):
             totals[row] += sum(logprobs[row, step - 1, piece[step]].item() for step in range(1, len(piece)))
         return totals
+
+    @torch.inference_mode()
+    def score_many(
+        self, prompts: list[str], continuations: list[list[str]], shared_prefix: int = 0
+    ) -> list[list[float]]:
+        """`score` for several prompts at once (causal LMs). Prompts whose first `shared_prefix` characters are
+        the same (an image's questions) encode that head once, as `score` does; then the prompts' own tails run
+        as one left-padded batch over copies of its key/value cache, each tail's positions counted on from the
+        head, and every continuation of every prompt as one right-padded batch over its prompt's cache. Equal to
+        `score` prompt by prompt, to float tolerance."""
+        ids = self.tokenizer(prompts, truncation=True, max_length=self.max_prompt_tokens).input_ids
+        head = self._shared_head(prompts[0][:shared_prefix], ids) if shared_prefix else []
+        tails = [row[len(head) :] for row in ids]
+        width = max(len(tail) for tail in tails)
+        tail_ids = torch.tensor([[self.tokenizer.pad_token_id] * (width - len(t)) + t for t in tails])
+        tail_mask = torch.tensor([[0] * (width - len(t)) + [1] * len(t) for t in tails])
+        tail_ids, tail_mask = tail_ids.to(self.device), tail_mask.to(self.device)
+        mask = torch.cat([torch.ones(len(ids), len(head), dtype=torch.long, device=self.device), tail_mask], dim=1)
+        cache = None
+        if head:
+            cache = self._head_cache(tuple(head))
+            cache.batch_repeat_interleave(len(ids))
+        output = self.model(
+            input_ids=tail_ids, attention_mask=mask, position_ids=len(head) + _positions(tail_mask), use_cache=True,
+            **self._with_cache(cache),
+        )
+        first = output.logits[:, -1].float().log_softmax(-1)
+        pieces = [self._pieces(own) for own in continuations]
+        totals = [[first[p, piece[0]].item() for piece in own] for p, own in enumerate(pieces)]
+        rows = [(p, c) for p, own in enumerate(pieces) for c, piece in enumerate(own) if len(piece) > 1]
+        if not rows:
+            return totals
+        longest = max(len(pieces[p][c]) for p, c in rows)
+        owner = torch.tensor([p for p, _ in rows], device=self.device)
+        cache = _cache_of(output)
+        cache.reorder_cache(owner)  # each row gets a copy of its prompt's keys and values
+        row_ids = torch.full((len(rows), longest), self.tokenizer.pad_token_id, dtype=torch.long, device=self.device)
+        for row, (p, c) in enumerate(rows):
+            row_ids[row, : len(pieces[p][c])] = torch.tensor(pieces[p][c])
+        row_mask = torch.cat([mask[owner], torch.ones_like(row_ids)], dim=1)
+        row_positions = mask[owner].sum(-1, keepdim=True) + torch.arange(longest, device=self.device)
+        logits = self.model(
+            input_ids=row_ids, attention_mask=row_mask, position_ids=row_positions, **self._with_cache(cache)
+        ).logits
+        logprobs = logits.float().log_softmax(-1)
+        for row, (p, c) in enumerate(rows):
+            piece = pieces[p][c]
+            totals[p][c] += sum(logprobs[row, step - 1, piece[step]].item() for step in range(1, len(piece)))
+        return totals
+
+    def _shared_head(self, head_text: str, rows: list[list[int]]) -> list[int]:
+        """The token ids of `head_text`, where every row begins with them and goes on after them; else []
+        (tokenizing the head alone must give the prompts' own first tokens, or reusing its cache would change
+        them)."""
+        head = self.tokenizer(head_text).input_ids
+        while head and head[-1] in self.tokenizer.all_special_ids:  # a closing [SEP] belongs to the whole prompt
+            head.pop()
+        if not head or any(len(row) <= len(head) or row[: len(head)] != head for row in rows):
+            return []
+        return head
+
+    def _pieces(self, continuations: list[str]) -> list[list[int]]:
+        pieces = [self.tokenizer(c, add_special_tokens=False).input_ids for c in continuations]
+        if any(not piece for piece in pieces):
+            raise ValueError("cannot score an empty continuation")
+        return pieces
 
     @torch.inference_mode()
     def generate_one(self, prompt: str, shared_prefix: int = 0) -> Generation:
@@ -186,11 +251,7 @@ class FrozenLM:
         prompt_ids = self._tokenize([prompt])["input_ids"]
         ids = prompt_ids[0].tolist()
         stop = len(ids) - 1 if upto_last else len(ids)
-        head = self.tokenizer(prompt[:shared_prefix]).input_ids if shared_prefix else []
-        while head and head[-1] in self.tokenizer.all_special_ids:  # a closing [SEP] belongs to the whole prompt
-            head.pop()
-        if not head or len(head) >= stop or ids[: len(head)] != head:
-            head = []
+        head = self._shared_head(prompt[:shared_prefix], [ids[:stop]]) if shared_prefix else []
         cache = self._head_cache(tuple(head)) if head else None
         if len(head) == stop:
             return prompt_ids, cache, None
@@ -307,6 +368,11 @@ class FrozenLM:
         return generations
 
 
+def _positions(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids of left-padded rows: each row's first real token is position 0."""
+    return (mask.cumsum(-1) - 1).clamp(min=0)
+
+
 def _cache_of(output: Any) -> Any:
     """The key/value cache a forward pass returned, under its new name or its old one."""
     return output.cache if "cache" in output else output.past_key_values
@@ -349,18 +415,24 @@ class Answerer:
         self.batch_size = batch_size
 
     def answer_many(self, requests: list[AnswerRequest]) -> list[Answer]:
-        """Answers to several prompts: those freely generated run `batch_size` at a time (left-padded for causal
-        LMs); scored ones, and any at batch size 1, one by one as `__call__` does (with its key/value cache reuse)."""
+        """Answers to several prompts, `batch_size` at a time: generated ones left-padded (causal LMs), scored ones
+        as left-padded prompts whose answers are scored together. At batch size 1 each prompt runs on its own,
+        reusing the key/value cache of the prompt head an image's questions share (see `FrozenLM.score`)."""
         answers: dict[int, Answer] = {}
-        batched = []
+        free: list[int] = []
+        scored: list[tuple[int, dict[str, list[str]]]] = []
         for index, request in enumerate(requests):
-            free = self.selection == "generate" or not answer_choices(request.question, request.candidates)
-            if free and self.batch_size > 1 and self.lm.config.kind != "fid":
-                batched.append(index)
+            choices = answer_choices(request.question, request.candidates) if self.selection != "generate" else {}
+            if choices:
+                scored.append((index, choices))
+            elif self.batch_size > 1 and self.lm.config.kind != "fid":
+                free.append(index)
             else:
-                answers[index] = self(request.prompt, request.question, request.candidates, request.content_free)
-        for start in range(0, len(batched), self.batch_size):
-            chunk = batched[start : start + self.batch_size]
+                answers[index] = self._generate(requests[index].prompt)
+        chosen = self._choose_many([(requests[index], choices) for index, choices in scored])
+        answers.update(zip([index for index, _ in scored], chosen))
+        for start in range(0, len(free), self.batch_size):
+            chunk = free[start : start + self.batch_size]
             for index, generation in zip(chunk, self.lm.generate([requests[i].prompt.text for i in chunk])):
                 answers[index] = Answer(clean_answer(generation.text), generation.text, generation.logprob)
         return [answers[index] for index in range(len(requests))]
@@ -369,9 +441,9 @@ class Answerer:
         self, prompt: Prompt, question: str = "", candidates: list[str] | None = None,
         content_free: Prompt | None = None,
     ) -> Answer:
-        choices = answer_choices(question, candidates or []) if self.selection != "generate" else {}
-        if choices:
-            return self._choose(prompt, question, choices, content_free)
+        return self.answer_many([AnswerRequest(prompt, question, candidates or [], content_free)])[0]
+
+    def _generate(self, prompt: Prompt) -> Answer:
         if self.lm.config.kind == "fid":
             generation = self.lm.generate_fused(prompt.passages)
         elif self.lm.config.kind == "causal":
@@ -380,33 +452,61 @@ class Answerer:
             generation = self.lm.generate([prompt.text])[0]
         return Answer(clean_answer(generation.text), generation.text, generation.logprob)
 
-    def _choose(
-        self, prompt: Prompt, question: str, choices: dict[str, list[str]], content_free: Prompt | None
-    ) -> Answer:
-        scores = self._choice_scores(prompt, choices)
-        if self.selection == "calibrated" and question_kind(question) == "yesno" and content_free is not None:
-            prior = _normalized(self._choice_scores(content_free, choices))
-            posterior = _normalized(scores)
-            scores = {answer: posterior[answer] - prior[answer] for answer in scores}
-        ranked = dict(sorted(scores.items(), key=lambda item: -item[1]))
-        best = next(iter(ranked))
-        return Answer(best, best, scores[best], ranked)
+    def _choose_many(self, items: list[tuple[AnswerRequest, dict[str, list[str]]]]) -> list[Answer]:
+        """The best of each request's choices; "calibrated" yes/no also scores the content-free prompt."""
+        calibrate = [
+            self.selection == "calibrated" and question_kind(r.question) == "yesno" and r.content_free is not None
+            for r, _ in items
+        ]
+        jobs = [(r.prompt, choices) for r, choices in items]
+        jobs += [(r.content_free, choices) for (r, choices), c in zip(items, calibrate) if c]
+        all_scores = iter(self._choice_scores_many(jobs))  # type: ignore[arg-type]
+        scores = [next(all_scores) for _ in items]
+        answers = []
+        for own, needs_prior in zip(scores, calibrate):
+            if needs_prior:
+                prior, posterior = _normalized(next(all_scores)), _normalized(own)
+                own = {answer: posterior[answer] - prior[answer] for answer in own}
+            ranked = dict(sorted(own.items(), key=lambda item: -item[1]))
+            best = next(iter(ranked))
+            answers.append(Answer(best, best, own[best], ranked))
+        return answers
 
     def score_choices(self, prompt: Prompt, choices: list[str]) -> dict[str, float]:
         """Given choices (A-OKVQA's multiple choice) ranked by log-likelihood after the prompt, best first."""
-        scores = self._choice_scores(prompt, {choice: [choice] for choice in dict.fromkeys(choices)})
+        scores = self._choice_scores_many([(prompt, {choice: [choice] for choice in dict.fromkeys(choices)})])[0]
         return dict(sorted(scores.items(), key=lambda item: -item[1]))
 
-    def _choice_scores(self, prompt: Prompt, choices: dict[str, list[str]]) -> dict[str, float]:
-        """Each answer's log-likelihood, summed over the ways it may be written."""
-        forms = [(answer, form) for answer, written in choices.items() for form in written]
-        values = self.lm.score(
-            prompt.text, [f"{prompt.answer_prefix}{form}\n" for _, form in forms], prompt.shared_prefix
-        )
-        per_answer: dict[str, list[float]] = {}
-        for (answer, _), value in zip(forms, values):
-            per_answer.setdefault(answer, []).append(value)
-        return {answer: torch.logsumexp(torch.tensor(v), 0).item() for answer, v in per_answer.items()}
+    def _choice_scores_many(self, jobs: list[tuple[Prompt, dict[str, list[str]]]]) -> list[dict[str, float]]:
+        """Each job's answers' log-likelihoods after its prompt, summed over the ways each may be written."""
+        forms = [[(answer, form) for answer, written in choices.items() for form in written] for _, choices in jobs]
+        texts = [[f"{prompt.answer_prefix}{form}\n" for _, form in own] for (prompt, _), own in zip(jobs, forms)]
+        values: list[list[float]] = [[] for _ in jobs]
+        if self.batch_size > 1:
+            # Batches of prompts with the same head (an image's questions; the content-free prompts), whose cache
+            # is made once, and of about the same length, so a batch pads little.
+            def head(j: int) -> str:
+                return jobs[j][0].text[: jobs[j][0].shared_prefix]
+
+            order = sorted(range(len(jobs)), key=lambda j: (head(j), len(jobs[j][0].text)))
+            for _, group in itertools.groupby(order, key=head):
+                members = list(group)
+                for start in range(0, len(members), self.batch_size):
+                    chunk = members[start : start + self.batch_size]
+                    scored = self.lm.score_many(
+                        [jobs[j][0].text for j in chunk], [texts[j] for j in chunk], jobs[chunk[0]][0].shared_prefix
+                    )
+                    for j, own in zip(chunk, scored):
+                        values[j] = own
+        else:
+            values = [self.lm.score(prompt.text, own, prompt.shared_prefix) for (prompt, _), own in zip(jobs, texts)]
+        results = []
+        for own_forms, own_values in zip(forms, values):
+            per_answer: dict[str, list[float]] = {}
+            for (answer, _), value in zip(own_forms, own_values):
+                per_answer.setdefault(answer, []).append(value)
+            results.append({answer: torch.logsumexp(torch.tensor(v), 0).item() for answer, v in per_answer.items()})
+        return results
 
 
 def _normalized(scores: dict[str, float]) -> dict[str, float]:

@@ -142,8 +142,9 @@ class AnswererConfig:
     selection: str = "generate"
     # Prompt budget in tokens; None uses the model's own context length.
     max_prompt_tokens: int | None = 2048
-    # Prompts generated at once (an image's questions, PICa's ensemble); 1 answers one at a time, reusing the key/value
-    # cache of the prompt head an image's questions share. Scored answers (selection score/calibrated) stay one by one.
+    # Prompts answered at once (an image's questions, an eval chunk's images, PICa's ensemble), generated or scored;
+    # 1 answers one at a time, reusing the key/value cache of the prompt head an image's questions share (the
+    # faster choice on a CPU; a GPU gains from batches).
     batch_size: int = 1
     # Models larger than one GPU: a transformers/accelerate device map ("auto" spreads the layers over the visible
     # GPUs), and 8- or 4-bit weights via bitsandbytes ("8bit", "4bit") for one small GPU. None: all on `device`.
