@@ -1,10 +1,13 @@
 """Batched answering: prompts of different lengths generated together, left-padded, give what one at a time gives."""
 
+import functools
 import math
 
 import pytest
+import torch
 
 from conftest import CAPTIONS, spy_generate
+from zsvqa import answering
 from zsvqa.answering import Answerer, AnswerRequest, FrozenLM
 from zsvqa.cache import IntermediateCache
 from zsvqa.candidates import AnswerCandidateExtractor
@@ -76,7 +79,8 @@ SHARED_HEAD = [HEAD + q for q in ("Question: what is he riding?\nAnswer:", "Ques
                                   "Question: what color is the long bicycle there?\nAnswer:")]
 
 
-def check_scored_together(lm: FrozenLM, tolerance: float, monkeypatch: pytest.MonkeyPatch) -> None:
+def check_batched_equals_one_by_one(lm: FrozenLM, tolerance: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scoring and generating several prompts at once give what one prompt at a time gives."""
     one = [lm.score(prompt, continuations) for prompt, continuations in zip(PROMPTS, CONTINUATIONS)]
     many = lm.score_many(PROMPTS, CONTINUATIONS)
     assert [len(s) for s in many] == [len(c) for c in CONTINUATIONS]
@@ -84,28 +88,85 @@ def check_scored_together(lm: FrozenLM, tolerance: float, monkeypatch: pytest.Mo
         assert batched == pytest.approx(single, abs=tolerance)
     # Not vacuous: the rows were padded, and the answers' scores differ from one another.
     assert len({len(lm.tokenizer(p).input_ids) for p in PROMPTS}) > 1 and len({round(v, 3) for v in one[1]}) == 2
+    monkeypatch.setattr(answering, "SCORED_ROWS", 2)  # the continuations in several passes: the same scores
+    for single, batched in zip(one, lm.score_many(PROMPTS, CONTINUATIONS)):
+        assert batched == pytest.approx(single, abs=tolerance)
 
     # Prompts with one head: it is encoded once, then only the questions' tails, batched.
-    one = [lm.score(prompt, continuations, len(HEAD)) for prompt, continuations in zip(SHARED_HEAD, CONTINUATIONS)]
+    scored = [lm.score(prompt, continuations, len(HEAD)) for prompt, continuations in zip(SHARED_HEAD, CONTINUATIONS)]
+    generated = [lm.generate_one(prompt, len(HEAD)) for prompt in SHARED_HEAD]
     widths: list[int] = []
     real = lm.model.forward
 
+    @functools.wraps(real)  # generate reads forward's signature (it makes position ids only if forward takes them)
     def recording(*args, **kwargs):  # type: ignore[no-untyped-def]
         widths.append(kwargs["input_ids"].shape[1])
         return real(*args, **kwargs)
 
     monkeypatch.setattr(lm.model, "forward", recording)
     lm._head = None  # the head's cache is made in this call
-    many = lm.score_many(SHARED_HEAD, CONTINUATIONS[:3], len(HEAD))
-    for single, batched in zip(one, many):
+    for single, batched in zip(scored, lm.score_many(SHARED_HEAD, CONTINUATIONS[:3], len(HEAD))):
         assert batched == pytest.approx(single, abs=tolerance)
     head_tokens = len(lm._shared_head(HEAD, lm.tokenizer(SHARED_HEAD).input_ids))
     longest = max(len(lm.tokenizer(p).input_ids) for p in SHARED_HEAD)
-    assert head_tokens > 10 and widths[0] == head_tokens and widths[1] == longest - head_tokens and len(widths) == 3
+    assert head_tokens > 10 and widths[:2] == [head_tokens, longest - head_tokens]
+    widths.clear()
+    for single, batched in zip(generated, lm.generate(SHARED_HEAD, None, len(HEAD))):
+        assert batched.text == single.text and batched.logprob == pytest.approx(single.logprob, abs=tolerance)
+    assert widths[0] == longest - head_tokens  # the head's cache was reused: only the tails were encoded
+
+    # Where padding after the head could push keys out of a sliding attention window, whole prompts are padded.
+    monkeypatch.setattr(lm, "_sliding_window", longest - 1)
+    widths.clear()
+    for single, batched in zip(scored, lm.score_many(SHARED_HEAD, CONTINUATIONS[:3], len(HEAD))):
+        assert batched == pytest.approx(single, abs=tolerance)
+    assert widths[0] == longest
 
 
-def test_prompts_scored_together_equal_prompts_scored_one_by_one(monkeypatch) -> None:
-    check_scored_together(FrozenLM(AnswererConfig(model="tiny:causal-lm", max_new_tokens=5)), 1e-4, monkeypatch)
+def test_prompts_batched_equal_prompts_one_by_one(monkeypatch) -> None:
+    check_batched_equals_one_by_one(FrozenLM(AnswererConfig(model="tiny:causal-lm", max_new_tokens=5)), 1e-4, monkeypatch)
+
+
+def test_a_sliding_window_model_scores_long_prompts_in_batches_as_one_by_one(tmp_path) -> None:
+    # Gemma 3's local layers see 8 tokens here: padding after a shared head would shift the head out of their
+    # window, so long prompts go whole, left-padded (the padding before every real token changes nothing).
+    from transformers import AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig
+
+    from zsvqa.tiny import build
+
+    tokenizer = AutoTokenizer.from_pretrained(build("causal-lm"))
+    config = Gemma3TextConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=16, sliding_window=8, layer_types=["sliding_attention", "full_attention"],
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id,
+    )
+    torch.manual_seed(0)
+    Gemma3ForCausalLM(config).save_pretrained(tmp_path / "gemma")
+    tokenizer.save_pretrained(tmp_path / "gemma")
+    lm = FrozenLM(AnswererConfig(model=str(tmp_path / "gemma"), max_new_tokens=3))
+    assert lm._sliding_window == 8
+    one = [lm.score(prompt, continuations, len(HEAD)) for prompt, continuations in zip(SHARED_HEAD, CONTINUATIONS)]
+    for single, batched in zip(one, lm.score_many(SHARED_HEAD, CONTINUATIONS[:3], len(HEAD))):
+        assert batched == pytest.approx(single, abs=1e-4)
+    lm._sliding_window = math.inf  # not vacuous: with the padding after the head, the padded rows' scores move
+    shifted = lm.score_many(SHARED_HEAD, CONTINUATIONS[:3], len(HEAD))
+    assert max(abs(a - b) for single, batched in zip(one, shifted) for a, b in zip(single, batched)) > 1e-3
+    lm._sliding_window = 8
+    generated = [lm.generate_one(prompt, len(HEAD)) for prompt in SHARED_HEAD]
+    for single, batched in zip(generated, lm.generate(SHARED_HEAD, None, len(HEAD))):
+        assert batched.text == single.text and batched.logprob == pytest.approx(single.logprob, abs=1e-4)
+
+
+def test_batches_group_prompts_by_shared_head() -> None:
+    def prompt(head: str, question: str) -> Prompt:
+        return Prompt(text=head + question, passages=[], captions=[], exemplars=[], shared_prefix=len(head))
+
+    prompts = [prompt("image one\n", "a long question?"), prompt("lone head\n", "q?"), prompt("image one\n", "q?"),
+               prompt("image one\n", "another?"), prompt("other lone\n", "question?"), prompt("", "no head?")]
+    answerer = Answerer(FrozenLM(AnswererConfig(model="tiny:causal-lm")), batch_size=2)
+    # Image one's three prompts share a head: shortest first, two then one, the head reused; the prompts whose
+    # head no other shares go together without one.
+    assert answerer._batches(prompts) == [([2, 3], len("image one\n")), ([0], len("image one\n")), ([5, 1], 0), ([4], 0)]
 
 
 @pytest.mark.parametrize("selection", ["score", "calibrated"])
@@ -133,7 +194,7 @@ def test_batched_generation_and_scoring_equal_one_at_a_time_on_gemma(monkeypatch
     lm = Pipeline.from_preset("offline").lm
     requests = [AnswerRequest(_prompt(text)) for text in PROMPTS[:3]]
     _check_equal(Answerer(lm).answer_many(requests), Answerer(lm, batch_size=3).answer_many(requests))
-    check_scored_together(lm, 2e-3, monkeypatch)
+    check_batched_equals_one_by_one(lm, 2e-3, monkeypatch)
 
 
 def test_eval_batches_across_images_with_the_same_results(tmp_path, monkeypatch) -> None:
@@ -185,16 +246,17 @@ def test_a_batch_of_questions_generates_their_synthetic_questions_at_once(monkey
         "question_gen.backend": "t5", "question_gen.context": "all", "question_gen.batch_size": "8",
     })
     items = [QuestionCaptions(f"what is in picture {i}?", captions) for i, captions in enumerate(CAPTION_SETS[:4])]
-    items += [QuestionCaptions("", CAPTIONS), QuestionCaptions("is it the same?", CAPTIONS)]
+    items += [QuestionCaptions("", CAPTIONS), QuestionCaptions("is it the same?", CAPTIONS),
+              QuestionCaptions("what is there?", [" ", ""])]
     alone = Pipeline(config)
-    expected = [alone.answer_captioned(item) for item in items if item.question]
+    expected = [alone.answer_captioned(item) for item in items[:4] + items[5:6]]
 
     cache = IntermediateCache(tmp_path / "cache.sqlite")
     pipeline = Pipeline(config, cache)
     calls = spy_generate(monkeypatch, pipeline.question_generator.backend)
     results = pipeline.answer_captioned_many(items)
-    assert isinstance(results[4], InputError)
-    kept = results[:4] + results[5:]
+    assert isinstance(results[4], InputError) and "no captions for the question 'what is there?'" in str(results[6])
+    kept = results[:4] + results[5:6]
     assert [(r.answer, r.prompt) for r in kept] == [(r.answer, r.prompt) for r in expected]
     rows = [call["input_ids"].shape[0] for call in calls]
     assert set(rows[:-1]) == {8}  # the four distinct caption sets' questions in full batches of 8
@@ -205,5 +267,8 @@ def test_a_batch_of_questions_generates_their_synthetic_questions_at_once(monkey
     rerun = Pipeline(config, cache)
     calls = spy_generate(monkeypatch, rerun.question_generator.backend)
     again = rerun.answer_captioned_many(items)
-    assert calls == [] and [r.prompt for r in again[:4] + again[5:]] == [r.prompt for r in kept]
+    assert calls == [] and [r.prompt for r in again[:4] + again[5:6]] == [r.prompt for r in kept]
     assert all("question_generation" in r.cached and r.timings["question_generation"] == 0.0 for r in again[:4])
+    # A set read from the disk is then kept in memory: the next question with those captions reads neither.
+    memory = rerun.answer_captioned_many([QuestionCaptions("and now?", CAPTIONS)])[0]
+    assert "question_generation" not in memory.cached and "question_generation" not in memory.timings

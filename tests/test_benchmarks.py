@@ -70,7 +70,7 @@ def test_ablate_grid_with_tiny_preset(tmp_path) -> None:
         ("batching", ["--batch-sizes", "1,x"], "--batch-sizes takes comma-separated integers"),
         ("batching", ["--images", "0"], "--images must be at least 1; got 0"),
         ("batching", ["--out", "/proc/batching.json"], "--out '/proc/batching.json' is not writable"),
-        ("batching", ["--captions", "{tmp}/pnp.json"], "captions"),
+        ("batching", ["--captions", "{tmp}/pnp.json"], "16 images have no captions in '{tmp}/pnp.json'"),
     ],
 )
 def test_benchmark_bad_inputs_fail_before_work(script, extra, message, tmp_path) -> None:

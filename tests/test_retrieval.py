@@ -220,8 +220,9 @@ def test_pica_ensemble_prompts_are_answered_in_one_batch(train, clip_index, monk
     batched_pipeline = Pipeline(config.with_overrides({"answerer.batch_size": "4"}))
     calls = spy_generate(monkeypatch, batched_pipeline.lm)
     batched = batched_pipeline.answer_captioned_many(items, image=image)
-    # Two questions x two exemplar blocks: four prompts in one generate call, each question's best kept.
-    assert [call["input_ids"].shape[0] for call in calls] == [4]
+    # Two questions x two exemplar blocks: four prompts in batches (by shared head), each question's best kept.
+    rows = [call["input_ids"].shape[0] for call in calls]
+    assert sum(rows) == 4 and len(rows) < 4
     for one, many in zip(single, batched):
         assert (one.answer, one.prompt, one.exemplars) == (many.answer, many.prompt, many.exemplars)
         assert many.logprob == pytest.approx(one.logprob, abs=1e-4)

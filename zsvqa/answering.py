@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-import itertools
+import inspect
 import math
 import re
 from dataclasses import dataclass, field
@@ -23,6 +23,7 @@ YES_NO_OPENERS = {
 }
 ARTICLES = {"a", "an", "the"}
 CONTENT_FREE_INPUT = "N/A"  # Zhao et al.'s content-free input
+SCORED_ROWS = 64  # continuations scored in one forward by score_many, each with a copy of its prompt's cache
 
 
 @dataclass
@@ -124,6 +125,12 @@ class FrozenLM:
             self.device = str(self.model.device)
         # Looked up once: forward runs for every scored or generated answer.
         self._cache_argument = cache_argument(self.model)
+        text_config = self.model.config.get_text_config()
+        self._sliding_window = getattr(text_config, "sliding_window", None) or math.inf
+        # Padding between a shared head and the prompts' tails needs explicit positions (see _after_head).
+        forward = inspect.signature(self.model.forward).parameters
+        self._takes_positions = "position_ids" in forward
+        self._last_logits = {"logits_to_keep": 1} if "logits_to_keep" in forward else {}  # not the whole prompt's
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         # Batched causal generation continues from the right end of each prompt.
@@ -170,50 +177,74 @@ class FrozenLM:
     def score_many(
         self, prompts: list[str], continuations: list[list[str]], shared_prefix: int = 0
     ) -> list[list[float]]:
-        """`score` for several prompts at once (causal LMs). Prompts whose first `shared_prefix` characters are
-        the same (an image's questions) encode that head once, as `score` does; then the prompts' own tails run
-        as one left-padded batch over copies of its key/value cache, each tail's positions counted on from the
-        head, and every continuation of every prompt as one right-padded batch over its prompt's cache. Equal to
-        `score` prompt by prompt, to float tolerance."""
-        ids = self.tokenizer(prompts, truncation=True, max_length=self.max_prompt_tokens).input_ids
-        head = self._shared_head(prompts[0][:shared_prefix], ids) if shared_prefix else []
-        tails = [row[len(head) :] for row in ids]
-        width = max(len(tail) for tail in tails)
-        tail_ids = torch.tensor([[self.tokenizer.pad_token_id] * (width - len(t)) + t for t in tails])
-        tail_mask = torch.tensor([[0] * (width - len(t)) + [1] * len(t) for t in tails])
-        tail_ids, tail_mask = tail_ids.to(self.device), tail_mask.to(self.device)
-        mask = torch.cat([torch.ones(len(ids), len(head), dtype=torch.long, device=self.device), tail_mask], dim=1)
-        cache = None
-        if head:
-            cache = self._head_cache(tuple(head))
-            cache.batch_repeat_interleave(len(ids))
+        """`score` for several prompts at once (causal LMs): the prompts as one batch after their shared head (see
+        `_after_head`), then the continuations, right-padded, over copies of their prompts' key/value caches,
+        `SCORED_ROWS` at a time (each row holds a copy of its prompt's cache). Equal to `score` prompt by prompt,
+        to float tolerance."""
+        _, ids, mask, cache = self._after_head(prompts, shared_prefix)
         output = self.model(
-            input_ids=tail_ids, attention_mask=mask, position_ids=len(head) + _positions(tail_mask), use_cache=True,
-            **self._with_cache(cache),
+            input_ids=ids, attention_mask=mask, use_cache=True, **self._with_cache(cache), **self._last_logits,
+            **self._positions(_positions(mask)[:, -ids.shape[1] :]),
         )
         first = output.logits[:, -1].float().log_softmax(-1)
         pieces = [self._pieces(own) for own in continuations]
         totals = [[first[p, piece[0]].item() for piece in own] for p, own in enumerate(pieces)]
         rows = [(p, c) for p, own in enumerate(pieces) for c, piece in enumerate(own) if len(piece) > 1]
-        if not rows:
-            return totals
-        longest = max(len(pieces[p][c]) for p, c in rows)
-        owner = torch.tensor([p for p, _ in rows], device=self.device)
         cache = _cache_of(output)
-        cache.reorder_cache(owner)  # each row gets a copy of its prompt's keys and values
-        row_ids = torch.full((len(rows), longest), self.tokenizer.pad_token_id, dtype=torch.long, device=self.device)
-        for row, (p, c) in enumerate(rows):
-            row_ids[row, : len(pieces[p][c])] = torch.tensor(pieces[p][c])
-        row_mask = torch.cat([mask[owner], torch.ones_like(row_ids)], dim=1)
-        row_positions = mask[owner].sum(-1, keepdim=True) + torch.arange(longest, device=self.device)
-        logits = self.model(
-            input_ids=row_ids, attention_mask=row_mask, position_ids=row_positions, **self._with_cache(cache)
-        ).logits
-        logprobs = logits.float().log_softmax(-1)
-        for row, (p, c) in enumerate(rows):
-            piece = pieces[p][c]
-            totals[p][c] += sum(logprobs[row, step - 1, piece[step]].item() for step in range(1, len(piece)))
+        for start in range(0, len(rows), SCORED_ROWS):
+            chunk = rows[start : start + SCORED_ROWS]
+            last = start + SCORED_ROWS >= len(rows)
+            for (p, c), logprob in zip(chunk, self._continue(cache if last else copy.deepcopy(cache), mask, [
+                (p, pieces[p][c]) for p, c in chunk
+            ])):
+                totals[p][c] += logprob
         return totals
+
+    def _continue(self, cache: Any, mask: torch.Tensor, rows: list[tuple[int, list[int]]]) -> list[float]:
+        """The log-likelihood of each row's tokens after its first, each row a (prompt, tokens) continuing its
+        prompt's cache (which this reorders into one copy per row)."""
+        longest = max(len(piece) for _, piece in rows)
+        owner = torch.tensor([p for p, _ in rows], device=self.device)
+        cache.reorder_cache(owner)
+        ids = torch.full((len(rows), longest), self.tokenizer.pad_token_id, dtype=torch.long, device=self.device)
+        for row, (_, piece) in enumerate(rows):
+            ids[row, : len(piece)] = torch.tensor(piece)
+        row_mask = torch.cat([mask[owner], torch.ones_like(ids)], dim=1)
+        positions = mask[owner].sum(-1, keepdim=True) + torch.arange(longest, device=self.device)
+        logits = self.model(
+            input_ids=ids, attention_mask=row_mask, **self._with_cache(cache), **self._positions(positions)
+        ).logits[:, :-1]
+        # Each next token's log-probability, gathered before anything vocabulary-wide is kept.
+        picked = (logits.float().log_softmax(-1)).gather(-1, ids[:, 1:, None])[..., 0]
+        lengths = torch.tensor([len(piece) - 1 for _, piece in rows], device=self.device)
+        kept = torch.arange(longest - 1, device=self.device) < lengths[:, None]
+        return (picked * kept).sum(-1).tolist()
+
+    def _after_head(
+        self, prompts: list[str], shared_prefix: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Any]:
+        """Several causal prompts as a batch after the head they share (their first `shared_prefix` characters,
+        an image's instructions, captions and exemplars): (the head's ids, the ids still to encode, the attention
+        mask over the whole prompts, the head's key/value cache copied for each prompt or None).
+
+        The head is encoded once (and kept, see `_head_cache`); each prompt's tail follows it left-padded, so the
+        padding sits between head and tail, masked, with positions counted on from the head. Where that padding
+        could push head tokens out of a sliding attention window, or no head is shared, the whole prompts are
+        left-padded instead (the padding then comes before every real token, which changes nothing)."""
+        rows = self.tokenizer(prompts, truncation=True, max_length=self.max_prompt_tokens).input_ids
+        head = self._shared_head(prompts[0][:shared_prefix], rows) if shared_prefix else []
+        if head and (max(len(row) for row in rows) > self._sliding_window or not self._takes_positions):
+            head = []
+        tails = [row[len(head) :] for row in rows]
+        width = max(len(tail) for tail in tails)
+        ids = torch.tensor([[self.tokenizer.pad_token_id] * (width - len(t)) + t for t in tails], device=self.device)
+        tail_mask = torch.tensor([[0] * (width - len(t)) + [1] * len(t) for t in tails], device=self.device)
+        mask = torch.cat([torch.ones(len(rows), len(head), dtype=torch.long, device=self.device), tail_mask], dim=1)
+        cache = None
+        if head:
+            cache = self._head_cache(tuple(head))
+            cache.batch_repeat_interleave(len(rows))
+        return torch.tensor(head, dtype=torch.long, device=self.device), ids, mask, cache
 
     def _shared_head(self, head_text: str, rows: list[list[int]]) -> list[int]:
         """The token ids of `head_text`, where every row begins with them and goes on after them; else []
@@ -268,6 +299,10 @@ class FrozenLM:
     def _with_cache(self, cache: Any) -> dict[str, Any]:
         return {self._cache_argument: cache}
 
+    def _positions(self, positions: torch.Tensor) -> dict[str, Any]:
+        """Explicit position ids, for models that take them (left-padded rows need them)."""
+        return {"position_ids": positions} if self._takes_positions else {}
+
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text).input_ids)
 
@@ -279,13 +314,19 @@ class FrozenLM:
         return {"input_ids": inputs.input_ids.to(self.device), "attention_mask": inputs.attention_mask.to(self.device)}
 
     @torch.inference_mode()
-    def generate(self, prompts: list[str], max_new_tokens: int | None = None) -> list[Generation]:
-        """Greedy continuations of several prompts (causal or seq2seq), batched."""
+    def generate(
+        self, prompts: list[str], max_new_tokens: int | None = None, shared_prefix: int = 0
+    ) -> list[Generation]:
+        """Greedy continuations of several prompts (causal or seq2seq), batched; causal prompts that share their
+        first `shared_prefix` characters encode that head once (see `_after_head`)."""
         if not prompts:
             return []
-        inputs = self._tokenize(prompts)
-        output = self._generate(max_new_tokens, **inputs)
-        return self._read(output)
+        if self.config.kind != "causal":
+            return self._read(self._generate(max_new_tokens, **self._tokenize(prompts)))
+        head, ids, mask, cache = self._after_head(prompts, shared_prefix)
+        ids = torch.cat([head.expand(len(prompts), -1), ids], dim=1)  # generate encodes what its cache lacks
+        # generate counts positions from the attention mask, so the padding after the head is skipped.
+        return self._read(self._generate(max_new_tokens, input_ids=ids, attention_mask=mask, **self._with_cache(cache)))
 
     @torch.inference_mode()
     def generate_fused(self, passages: list[str], max_new_tokens: int | None = None) -> Generation:
@@ -415,9 +456,9 @@ class Answerer:
         self.batch_size = batch_size
 
     def answer_many(self, requests: list[AnswerRequest]) -> list[Answer]:
-        """Answers to several prompts, `batch_size` at a time: generated ones left-padded (causal LMs), scored ones
-        as left-padded prompts whose answers are scored together. At batch size 1 each prompt runs on its own,
-        reusing the key/value cache of the prompt head an image's questions share (see `FrozenLM.score`)."""
+        """Answers to several prompts, up to `batch_size` at a time (see `_batches`): causal prompts after the head
+        they share (see `FrozenLM._after_head`), generated or with every choice scored together. At batch size 1
+        each prompt runs on its own, also reusing the shared head's key/value cache (see `FrozenLM.score`)."""
         answers: dict[int, Answer] = {}
         free: list[int] = []
         scored: list[tuple[int, dict[str, list[str]]]] = []
@@ -431,11 +472,30 @@ class Answerer:
                 answers[index] = self._generate(requests[index].prompt)
         chosen = self._choose_many([(requests[index], choices) for index, choices in scored])
         answers.update(zip([index for index, _ in scored], chosen))
-        for start in range(0, len(free), self.batch_size):
-            chunk = free[start : start + self.batch_size]
-            for index, generation in zip(chunk, self.lm.generate([requests[i].prompt.text for i in chunk])):
-                answers[index] = Answer(clean_answer(generation.text), generation.text, generation.logprob)
+        for batch, shared_prefix in self._batches([requests[index].prompt for index in free]):
+            generations = self.lm.generate([requests[free[b]].prompt.text for b in batch], None, shared_prefix)
+            for b, generation in zip(batch, generations):
+                answers[free[b]] = Answer(clean_answer(generation.text), generation.text, generation.logprob)
         return [answers[index] for index in range(len(requests))]
+
+    def _batches(self, prompts: list[Prompt]) -> list[tuple[list[int], int]]:
+        """`prompts` (by position) in batches of up to `batch_size`, each with the shared prefix its LM call may
+        reuse: prompts with the same head (an image's questions; the content-free prompts) go together, their
+        head's cache made once; prompts whose head no other shares (PICa's ensemble blocks) go together without
+        one. Within each, about the same length together, so that a batch pads little."""
+        def head(index: int) -> str:
+            return prompts[index].text[: prompts[index].shared_prefix]
+
+        groups: dict[str, list[int]] = {}
+        for index in sorted(range(len(prompts)), key=lambda index: len(prompts[index].text)):
+            groups.setdefault(head(index), []).append(index)
+        alone = sorted((g[0] for g in groups.values() if len(g) == 1), key=lambda index: len(prompts[index].text))
+        shared = [(g, prompts[g[0]].shared_prefix) for g in groups.values() if len(g) > 1] + [(alone, 0)]
+        return [
+            (members[start : start + self.batch_size], prefix)
+            for members, prefix in shared
+            for start in range(0, len(members), self.batch_size)
+        ]
 
     def __call__(
         self, prompt: Prompt, question: str = "", candidates: list[str] | None = None,
@@ -483,21 +543,10 @@ class Answerer:
         texts = [[f"{prompt.answer_prefix}{form}\n" for _, form in own] for (prompt, _), own in zip(jobs, forms)]
         values: list[list[float]] = [[] for _ in jobs]
         if self.batch_size > 1:
-            # Batches of prompts with the same head (an image's questions; the content-free prompts), whose cache
-            # is made once, and of about the same length, so a batch pads little.
-            def head(j: int) -> str:
-                return jobs[j][0].text[: jobs[j][0].shared_prefix]
-
-            order = sorted(range(len(jobs)), key=lambda j: (head(j), len(jobs[j][0].text)))
-            for _, group in itertools.groupby(order, key=head):
-                members = list(group)
-                for start in range(0, len(members), self.batch_size):
-                    chunk = members[start : start + self.batch_size]
-                    scored = self.lm.score_many(
-                        [jobs[j][0].text for j in chunk], [texts[j] for j in chunk], jobs[chunk[0]][0].shared_prefix
-                    )
-                    for j, own in zip(chunk, scored):
-                        values[j] = own
+            for batch, shared_prefix in self._batches([prompt for prompt, _ in jobs]):
+                scored = self.lm.score_many([jobs[j][0].text for j in batch], [texts[j] for j in batch], shared_prefix)
+                for j, own in zip(batch, scored):
+                    values[j] = own
         else:
             values = [self.lm.score(prompt.text, own, prompt.shared_prefix) for (prompt, _), own in zip(jobs, texts)]
         results = []

@@ -390,15 +390,18 @@ class Pipeline:
         gets its InputError in place of a result."""
         for item in items:
             check_type("captioned", item, QuestionCaptions, "a QuestionCaptions (from caption_image)")
+        _ = self.prompt_builder, self.answerer  # the language model loads first (see load_models)
         timings = [dict(item.timings) for item in items]
         cached = [list(item.cached) for item in items]
         usable: dict[int, list[str]] = {}  # the items' cleaned captions, where the question is usable
         for index, item in enumerate(items):
             try:
                 check_question(item.question)
-                usable[index] = _clean_captions(item.captions)
+                captions = _clean_captions(item.captions)
             except InputError:
-                pass  # the item's _plan below raises it again, in its place
+                continue  # the item's _plan below raises it again, in its place
+            if captions:
+                usable[index] = captions
         # All the items' synthetic questions at once: the question generator batches across them.
         sides = dict(zip(usable, self._text_sides(
             list(usable.values()), [timings[i] for i in usable], [cached[i] for i in usable]
@@ -454,6 +457,8 @@ class Pipeline:
             check_image(image)
         torch.manual_seed(self.config.seed)
         captions = _clean_captions(captions)
+        if not captions:
+            raise InputError(f"no captions for the question {question!r}: every caption was empty")
         builder, _ = self.prompt_builder, self.answerer  # loaded before any clock starts
         cached = list(cached or [])
         candidates, synthetic = text_side or self._text_side(captions, timings, cached)
@@ -546,6 +551,7 @@ class Pipeline:
                 [AnswerCandidate(**c) for c in stored["candidates"]],
                 SyntheticQA([QAExemplar(**e) for e in stored["exemplars"]], [QAExemplar(**e) for e in stored["yes_no"]]),
             )
+            self._keep_text_side(key, found[key])
             for stage, used in (("candidates", needs_candidates), ("question_generation", needs_exemplars)):
                 if used:
                     timings[index][stage] = 0.0
@@ -565,9 +571,9 @@ class Pipeline:
                 made = generator.many([(candidates[key], list(key)) for key in missing])
             synthetic = dict(zip(missing, made))
             # One batched call's time, split over the caption sets by how many questions each asked.
-            asked = {key: len(candidates[key]) + 1 for key in missing}
+            asked = sum(s.asked for s in made) or 1
             for key, index in missing.items():
-                share = shared["question_generation"] * asked[key] / sum(asked.values())
+                share = shared["question_generation"] * synthetic[key].asked / asked
                 timings[index]["question_generation"] = timings[index].get("question_generation", 0.0) + share
         for key in missing:
             if self.cache is not None and candidates[key]:
@@ -577,11 +583,14 @@ class Pipeline:
                     "yes_no": [dataclasses.asdict(e) for e in synthetic[key].yes_no],
                 })
             found[key] = (candidates[key], synthetic[key])
-        for key in missing:
-            self._text_side_cache[key] = found[key]
-            if len(self._text_side_cache) > TEXT_SIDES_KEPT:
-                self._text_side_cache.popitem(last=False)
+            self._keep_text_side(key, found[key])
         return [found[tuple(captions)] for captions in caption_sets]
+
+    def _keep_text_side(self, key: tuple[str, ...], text_side: tuple[list[AnswerCandidate], SyntheticQA]) -> None:
+        """Keep a caption set's candidates and synthetic QA in memory for the next questions with those captions."""
+        self._text_side_cache[key] = text_side
+        if len(self._text_side_cache) > TEXT_SIDES_KEPT:
+            self._text_side_cache.popitem(last=False)
 
     def _text_description(self, captions: list[str], needs_exemplars: bool) -> dict[str, Any]:
         """Everything a caption set's candidates and synthetic questions depend on."""

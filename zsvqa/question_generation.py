@@ -23,6 +23,7 @@ class SyntheticQA:
     # Img2LLM's yes/no exemplars, in its order: a question about something absent answered "no", this image's
     # "yes" question answered "yes", and "is this a toilet?" (or another absent object) answered "no".
     yes_no: list[QAExemplar] = field(default_factory=list)
+    asked: int = field(default=0, compare=False)  # questions the generator wrote for these (a batch's time share)
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class QuestionGenerator:
         for own, (_, captions) in zip(requests, caption_sets):
             questions = [_tidy(next(written)) for _ in own]
             results.append(self._exemplars(own, questions, captions) if captions else SyntheticQA([]))
+            results[-1].asked = len(own)
         return results
 
     def _requests(self, candidates: list[AnswerCandidate], captions: list[str]) -> list[QuestionRequest]:
