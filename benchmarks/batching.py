@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from speed import machine, timed  # noqa: E402
-from zsvqa.cli import ScriptCommand, configure_logging, set_overrides  # noqa: E402
+from zsvqa.cli import ScriptCommand, configure_logging, positive_integers, set_overrides  # noqa: E402
 from zsvqa.config import PRESETS, preset  # noqa: E402
 from zsvqa.data import load_dataset, read_captions_file  # noqa: E402
 from zsvqa.errors import InputError  # noqa: E402
@@ -71,12 +71,7 @@ def batching(preset_name: str, questions: str, captions: str, num_images: int, b
              settings_given: tuple[str, ...], out: str | None) -> None:
     """Time the text half at several batch sizes and check that the answers stay the same."""
     configure_logging(False)
-    try:
-        sizes = [int(n) for n in batch_sizes.split(",")]
-    except ValueError:
-        raise InputError(f"--batch-sizes takes comma-separated integers; got {batch_sizes!r}") from None
-    if not sizes or min(sizes) < 1:
-        raise InputError(f"--batch-sizes needs sizes of at least 1; got {batch_sizes!r}")
+    sizes = positive_integers(batch_sizes, "--batch-sizes", "sizes")
     if num_images < 1:
         raise InputError(f"--images must be at least 1; got {num_images}")
     if out:

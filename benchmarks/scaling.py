@@ -24,7 +24,7 @@ import click
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from zsvqa.cli import ScriptCommand  # noqa: E402
+from zsvqa.cli import ScriptCommand, positive_integers  # noqa: E402
 from zsvqa.config import PRESETS  # noqa: E402
 from zsvqa.errors import InputError  # noqa: E402
 
@@ -61,12 +61,7 @@ def timed_run(command: list[str], threads: int) -> float:
 def scaling(preset: str, questions: str, annotations: str, captions: str, limit: int | None, processes: str,
             threads: int, out: str | None) -> None:
     """Time a sharded eval at several process counts and print the scaling efficiency."""
-    try:
-        counts = [int(n) for n in processes.split(",")]
-    except ValueError:
-        raise InputError(f"--processes takes comma-separated integers; got {processes!r}") from None
-    if not counts or min(counts) < 1:
-        raise InputError(f"--processes needs counts of at least 1; got {processes!r}")
+    counts = positive_integers(processes, "--processes", "counts")
     data = {"questions": questions, "annotations": annotations, "captions": captions}
     rows = []
     with tempfile.TemporaryDirectory(prefix="zsvqa-scaling-") as folder:

@@ -139,6 +139,11 @@ def test_rerun_with_other_settings_in_same_folder_is_refused(data, tmp_path) -> 
     assert runner.invoke(main, eval_args(data, tmp_path / "run", "--limit", "2")).exit_code == 0
     result = runner.invoke(main, eval_args(data, tmp_path / "run", "--limit", "2", "--prompt-exemplars", "1"))
     assert result.exit_code == 1 and "other settings" in result.output
+    # Batch sizes change how many inputs run at once, not the answers: such a rerun resumes (here: all done).
+    result = runner.invoke(main, eval_args(data, tmp_path / "run", "--limit", "2", "--set", "answerer.batch_size=4",
+                                           "--set", "question_gen.batch_size=3"))
+    assert result.exit_code == 0, result.output
+    assert len(read_predictions(tmp_path / "run" / "predictions.jsonl")) == 2
 
 
 def test_corrupt_image_mid_run_is_recorded_and_the_run_goes_on(data, tmp_path) -> None:

@@ -74,6 +74,17 @@ def set_overrides(settings: tuple[str, ...]) -> dict[str, str]:
     return overrides
 
 
+def positive_integers(text: str, option: str, what: str) -> list[int]:
+    """A comma-separated list of integers of at least 1 ("1,4,16"), as benchmark options take them."""
+    try:
+        values = [int(n) for n in text.split(",")]
+    except ValueError:
+        raise InputError(f"{option} takes comma-separated integers; got {text!r}") from None
+    if min(values) < 1:
+        raise InputError(f"{option} needs {what} of at least 1; got {text!r}")
+    return values
+
+
 def add_retrieval(
     overrides: dict[str, Any], index: str | None, n_shot: int | None = None, n_ensemble: int | None = None
 ) -> None:

