@@ -135,7 +135,7 @@ class FrozenLM:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         # Batched causal generation continues from the right end of each prompt.
         self.tokenizer.padding_side = "left" if config.kind == "causal" else "right"
-        self._head: tuple[tuple[int, ...], Any] | None = None  # see _encode
+        self._head: tuple[tuple[int, ...], Any] | None = None  # see _head_cache
 
     @property
     def context_length(self) -> int:
@@ -150,28 +150,10 @@ class FrozenLM:
         room = self.context_length - (self.config.max_new_tokens if self.config.kind == "causal" else 0)
         return min(room, self.config.max_prompt_tokens or room)
 
-    @torch.inference_mode()
     def score(self, prompt: str, continuations: list[str], shared_prefix: int = 0) -> list[float]:
-        """Log-likelihood of each continuation after the prompt (causal LMs). The prompt is encoded once (its
-        first `shared_prefix` characters once per run of prompts that share them, see `_encode`) and its
-        key/value cache is shared by all continuations, which run as one right-padded batch."""
-        prompt_ids, cache, last_logits = self._encode(prompt, shared_prefix)
-        first = last_logits.float().log_softmax(-1)
-        pieces = self._pieces(continuations)
-        totals = [first[piece[0]].item() for piece in pieces]
-        width = max(len(piece) for piece in pieces)
-        if width == 1:
-            return totals
-        cache.batch_repeat_interleave(len(pieces))
-        ids = torch.full((len(pieces), width), self.tokenizer.pad_token_id, dtype=torch.long, device=self.device)
-        for row, piece in enumerate(pieces):
-            ids[row, : len(piece)] = torch.tensor(piece)
-        # Right padding: causal attention keeps every real token from seeing the padding after it.
-        mask = torch.ones(len(pieces), prompt_ids.shape[1] + width, dtype=torch.long, device=self.device)
-        logprobs = self.model(input_ids=ids, attention_mask=mask, **self._with_cache(cache)).logits.float().log_softmax(-1)
-        for row, piece in enumerate(pieces):
-            totals[row] += sum(logprobs[row, step - 1, piece[step]].item() for step in range(1, len(piece)))
-        return totals
+        """Log-likelihood of each continuation after the prompt (causal LMs): `score_many` for one prompt. Its first
+        `shared_prefix` characters are encoded once for consecutive prompts that share them (see `_head_cache`)."""
+        return self.score_many([prompt], [continuations], shared_prefix)[0]
 
     @torch.inference_mode()
     def score_many(
@@ -229,11 +211,13 @@ class FrozenLM:
 
         The head is encoded once (and kept, see `_head_cache`); each prompt's tail follows it left-padded, so the
         padding sits between head and tail, masked, with positions counted on from the head. Where that padding
-        could push head tokens out of a sliding attention window, or no head is shared, the whole prompts are
-        left-padded instead (the padding then comes before every real token, which changes nothing)."""
+        could push head tokens out of a sliding attention window or the model takes no position ids, or no head is
+        shared, the whole prompts are left-padded instead (the padding then comes before every real token, which
+        changes nothing)."""
         rows = self.tokenizer(prompts, truncation=True, max_length=self.max_prompt_tokens).input_ids
         head = self._shared_head(prompts[0][:shared_prefix], rows) if shared_prefix else []
-        if head and (max(len(row) for row in rows) > self._sliding_window or not self._takes_positions):
+        padded = len({len(row) for row in rows}) > 1  # tails of one length need no padding after the head
+        if head and padded and (max(len(row) for row in rows) > self._sliding_window or not self._takes_positions):
             head = []
         tails = [row[len(head) :] for row in rows]
         width = max(len(tail) for tail in tails)
@@ -263,31 +247,9 @@ class FrozenLM:
             raise ValueError("cannot score an empty continuation")
         return pieces
 
-    @torch.inference_mode()
     def generate_one(self, prompt: str, shared_prefix: int = 0) -> Generation:
         """A greedy continuation of one prompt (causal), its shared prefix's key/value cache reused."""
-        prompt_ids, cache, _ = self._encode(prompt, shared_prefix, upto_last=True)
-        mask = torch.ones_like(prompt_ids)
-        return self._read(self._generate(None, input_ids=prompt_ids, attention_mask=mask, **self._with_cache(cache)))[0]
-
-    def _encode(self, prompt: str, shared_prefix: int, upto_last: bool = False) -> tuple[torch.Tensor, Any, Any]:
-        """(prompt ids, key/value cache, logits at the last position) for a causal LM.
-
-        The question-independent head of a prompt (its first `shared_prefix` characters: instructions, captions,
-        exemplars) is the same for every question of an image; its cache is kept and copied, so only the
-        question's own tokens are encoded again. It is used only where tokenizing the head alone gives the
-        prompt's own first tokens, so the result equals encoding the whole prompt. With `upto_last` the cache
-        stops before the last prompt token, which `generate` then feeds itself.
-        """
-        prompt_ids = self._tokenize([prompt])["input_ids"]
-        ids = prompt_ids[0].tolist()
-        stop = len(ids) - 1 if upto_last else len(ids)
-        head = self._shared_head(prompt[:shared_prefix], [ids[:stop]]) if shared_prefix else []
-        cache = self._head_cache(tuple(head)) if head else None
-        if len(head) == stop:
-            return prompt_ids, cache, None
-        output = self.model(input_ids=prompt_ids[:, len(head) : stop], use_cache=True, **self._with_cache(cache))
-        return prompt_ids, _cache_of(output), output.logits[0, -1]
+        return self.generate([prompt], None, shared_prefix)[0]
 
     def _head_cache(self, head: tuple[int, ...]) -> Any:
         """A copy of the key/value cache of `head`, computed once for consecutive prompts that share it."""
@@ -475,7 +437,7 @@ class Answerer:
         for batch, shared_prefix in self._batches([requests[index].prompt for index in free]):
             generations = self.lm.generate([requests[free[b]].prompt.text for b in batch], None, shared_prefix)
             for b, generation in zip(batch, generations):
-                answers[free[b]] = Answer(clean_answer(generation.text), generation.text, generation.logprob)
+                answers[free[b]] = _answer(generation)
         return [answers[index] for index in range(len(requests))]
 
     def _batches(self, prompts: list[Prompt]) -> list[tuple[list[int], int]]:
@@ -510,7 +472,7 @@ class Answerer:
             generation = self.lm.generate_one(prompt.text, prompt.shared_prefix)
         else:
             generation = self.lm.generate([prompt.text])[0]
-        return Answer(clean_answer(generation.text), generation.text, generation.logprob)
+        return _answer(generation)
 
     def _choose_many(self, items: list[tuple[AnswerRequest, dict[str, list[str]]]]) -> list[Answer]:
         """The best of each request's choices; "calibrated" yes/no also scores the content-free prompt."""
@@ -556,6 +518,10 @@ class Answerer:
                 per_answer.setdefault(answer, []).append(value)
             results.append({answer: torch.logsumexp(torch.tensor(v), 0).item() for answer, v in per_answer.items()})
         return results
+
+
+def _answer(generation: Generation) -> Answer:
+    return Answer(clean_answer(generation.text), generation.text, generation.logprob)
 
 
 def _normalized(scores: dict[str, float]) -> dict[str, float]:
