@@ -58,6 +58,9 @@ def test_answer_choices_by_kind() -> None:
     numbers = answer_choices("how many dogs?", [])
     assert list(numbers) == [str(n) for n in range(11)] and numbers["2"] == ["2", "two"] and numbers["0"] == ["0", "zero"]
     assert "red" in answer_choices("what color is the bus?", []) and "bus" not in answer_choices("what color?", ["bus"])
+    # Colour questions choose among the colours the captions name, where they name any.
+    assert list(answer_choices("what color is the bus?", ["red bus", "street", "blue", "bus"])) == ["red", "blue"]
+    assert len(answer_choices("what color is the bus?", ["bus", "street"])) > 10
     assert answer_choices("what is he riding?", ["bicycle", "man", "bicycle", "yes", "no"]) == {
         "bicycle": ["bicycle"], "man": ["man"]
     }
@@ -132,6 +135,18 @@ def test_open_question_without_candidates_falls_back_to_generation(causal: Froze
     assert scored == generated and scored.choice_scores is None
 
 
+def test_generated_answer_competes_with_the_candidates(causal: FrozenLM) -> None:
+    prompt = PromptBuilder(PromptConfig())("what is it?", CAPTIONS[:1])
+    generated = Answerer(causal, "generate")(prompt, "what is it?", []).text
+    assert generated  # the tiny model writes something here, so the test below is not vacuous
+    hybrid = Answerer(causal, "score", generated_choice=True)(prompt, "what is it?", ["bicycle", "street"])
+    expected = {a: causal.score(prompt.text, [f"{prompt.answer_prefix}{a}\n"])[0] for a in ("bicycle", "street", generated)}
+    assert hybrid.choice_scores == pytest.approx(expected)
+    assert hybrid.text == max(expected, key=expected.get)
+    # Closed questions keep their closed set.
+    assert set(Answerer(causal, "score", generated_choice=True)(prompt, "is it red?", []).choice_scores) == {"yes", "no"}
+
+
 def test_scoring_needs_a_causal_answerer() -> None:
     from zsvqa.config import preset
 
@@ -160,7 +175,7 @@ def test_captions_are_cleaned_where_they_enter_the_pipeline() -> None:
 @pytest.mark.parametrize("raw,expected", [
     ("T-shirt.", "t-shirt"),  # kept as written: normalizing to "t shirt" scores 0 when annotators agree
     ("Two. There are two", "two"),
-    ("It is a frisbee.", "a frisbee"),
+    ("It is a frisbee.", "frisbee"),  # a leading article goes: annotators write none
     ("red, since the sky", "red"),
 ])
 def test_answers_are_not_pre_normalized(raw: str, expected: str) -> None:

@@ -34,14 +34,36 @@ def test_vqa_normalization(raw: str, expected: str) -> None:
 CLEAN_CASES = [
     (" red.\nQuestion: what color is the man", "red"),
     ("The answer is: dog", "dog"),
-    ("a dog because it barks", "a dog"),  # articles and number words stay: scoring normalizes where VQA does
+    ("a dog because it barks", "dog"),  # a leading article goes (annotators write none); number words stay
     ("Two. There are two cats", "two"),
     ("3.5 meters", "3.5 meters"),
-    ("It is a frisbee.", "a frisbee"),
+    ("It is a frisbee.", "frisbee"),
     ("yes, since the sky is blue", "yes"),
     ("", ""),
     ("\nred\nblue", "red"),  # leading whitespace is not an answer boundary
     ("There are three dogs", "three dogs"),
+    # Real answer shapes whose periods are not sentence ends, and answers that are only a reason.
+    ("st. bernard", "st. bernard"),
+    ("Washington D.C.", "washington d.c."),
+    ("2:30 p.m.", "2:30 p.m."),
+    ("U.S. army", "u.s. army"),
+    ("Mt. Fuji. It is a volcano", "mt. fuji"),
+    ("dr. pepper.", "dr. pepper"),
+    ("because it is raining", "raining"),
+    ("because it's cold", "cold"),
+    ("since they are hungry", "hungry"),
+    ("no. the dog is asleep", "no"),
+    ("Yes! It is", "yes"),
+    ("$10.50", "$10.50"),
+    # The subject restated, or an article, before the answer.
+    ("this room is a bathroom.", "bathroom"),
+    ("he is skateboarding", "skateboarding"),
+    ("the man is surfing in the ocean", "surfing in the ocean"),
+    ("The sky is blue", "blue"),
+    ("the bathroom", "bathroom"),
+    ("a clock shop", "clock shop"),
+    ("the beatles", "beatles"),
+    ("two", "two"),
 ]
 
 

@@ -85,23 +85,41 @@ def normalize_vqa_answer(text: str) -> str:
 
 
 # Model continuations often explain themselves; the answer is what comes before these.
-_FILLER_CUT = re.compile(r"\b(because|since|as it|as they|which|so that|due to)\b.*$")
+_FILLER_CUT = re.compile(r"\s\b(because|since|as it|as they|which|so that|due to)\b.*$")
+# An answer that is only an explanation keeps its reason: "because it is raining" -> "it is raining" -> "raining".
+_LEADING_REASON = re.compile(r"^(because|since|due to)\s+")
 _LEADING_FILLER = re.compile(
-    r"^(the answer is|answer is|answer:|it is|it's|this is|there is|there are|they are|i think|i believe)\s*:?\s*"
+    r"^(the answer is|answer is|answer:|it is|it's|this is|that is|there is|there are|they are|they're|he is|he's|"
+    r"she is|she's|we are|i think|i believe|i see)\s*:?\s*"
 )
-_SENTENCE_END = re.compile(r"\.(?!\d)")
+# "this room is a bathroom", "the man is surfing": the subject restated before the answer.
+_RESTATED_SUBJECT = re.compile(r"^(this|that|these|those|the|his|her|their)( \w+){1,2} (is|are|was|were) (?=\w)")
+# Annotators write "bathroom", not "the bathroom"; the official metric compares raw strings when they agree.
+_LEADING_ARTICLE = re.compile(r"^(a|an|the) (?=\w)")
+# Periods that do not end a sentence: after a title or short form ("st. bernard", "mt. fuji") or inside letters
+# written with periods ("d.c.", "p.m.", "u.s.").
+_ABBREVIATIONS = ("st", "mt", "mr", "mrs", "ms", "dr", "jr", "sr", "vs", "ft", "jan", "feb", "aug", "sept", "oct",
+                  "nov", "dec", "ave", "blvd", "co", "inc", "ltd", "approx", "etc")
+_SENTENCE_END = re.compile(
+    r"(?<![.\s]\w)(?<!^\w)" + "".join(rf"(?<!\b{a})" for a in _ABBREVIATIONS) + r"[.!?](?!\d)(?=\s|$)",
+    re.IGNORECASE,
+)
 
 
 def clean_answer(raw: str) -> str:
-    """A short answer from a model's raw continuation: cut at the first newline or sentence end, filler removed,
-    lower case; never VQA-normalized (scoring does that, and only where the official script does)."""
+    """A short answer, written as annotators write theirs, from a model's raw continuation: cut at the first
+    newline or sentence end (a period after an abbreviation, "st. bernard", "washington d.c.", "2:30 p.m.", is not
+    one); filler, a restated subject ("the man is surfing") and a leading article removed; lower case. Otherwise
+    the model's own words: scoring normalizes as the official script does, and only where it does."""
     text = raw.strip().split("\n", 1)[0]
     text = _SENTENCE_END.split(text, 1)[0].strip().lower()
+    text = _LEADING_REASON.sub("", text)
     text = _FILLER_CUT.sub("", text).strip(" ,;:")
     previous = None
     while previous != text:
         previous, text = text, _LEADING_FILLER.sub("", text).strip()
-    return " ".join(text.split()).rstrip(".")
+        text = _RESTATED_SUBJECT.sub("", text)
+    return " ".join(_LEADING_ARTICLE.sub("", text).split())
 
 
 _TRAILING_PUNCTUATION = " .,;:!"
