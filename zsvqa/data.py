@@ -3,6 +3,7 @@ choosing subsets, and checking everything before work starts."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import random
@@ -118,11 +119,25 @@ def read_questions(questions_path: str | Path, annotations_path: str | Path | No
     return questions
 
 
+def check_images_folder(images_dir: str | Path) -> Path:
+    """The images folder, or an InputError that says what the path is instead (a file, a link loop, nothing)."""
+    folder = Path(images_dir)
+    try:
+        folder.stat()
+    except RuntimeError as error:  # pathlib on Python < 3.13 raises this for a symlink loop
+        raise InputError(f"--images {str(folder)!r} is a symbolic link loop, not a folder") from error
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise InputError(f"--images {str(folder)!r} is a symbolic link loop, not a folder") from error
+        raise InputError(f"images folder {str(folder)!r} does not exist") from error
+    if not folder.is_dir():
+        raise InputError(f"--images {str(folder)!r} is a file, not a folder; give the folder that holds the images")
+    return folder
+
+
 def index_images(images_dir: str | Path) -> dict[int, Path]:
     """image id -> file, from one listing of the folder (COCO_val2014_%012d.jpg and the like)."""
-    folder = Path(images_dir)
-    if not folder.is_dir():
-        raise InputError(f"images folder {str(folder)!r} does not exist")
+    folder = check_images_folder(images_dir)
     found: dict[int, Path] = {}
     for path in folder.iterdir():
         match = _IMAGE_NAME.search(path.name)
@@ -192,9 +207,7 @@ def _id_order(image_id: int | str) -> tuple[bool, int, str]:
 
 def index_image_stems(images_dir: str | Path) -> dict[int | str, Path]:
     """image id -> file for folders named by id alone (GQA's images/<imageId>.jpg)."""
-    folder = Path(images_dir)
-    if not folder.is_dir():
-        raise InputError(f"images folder {str(folder)!r} does not exist")
+    folder = check_images_folder(images_dir)
     return {
         image_key(path.stem): path
         for path in sorted(folder.iterdir())

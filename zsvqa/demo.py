@@ -303,6 +303,17 @@ def build_app(default_preset: str = "offline", demo: Demo | None = None) -> Any:
     return app
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a port another program holds, in one line, before Gradio's own traceback would."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise InputError(f"port {port} on {host} is taken ({error.strerror}); choose another with --port") from error
+
+
 def serve(default_preset: str = "offline", port: int = 7860, share: bool = False, host: str = "127.0.0.1",
           block: bool = True) -> Any:
     """Build and launch the page; with block=False, return the app with its server running."""

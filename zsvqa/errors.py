@@ -18,4 +18,8 @@ class ModelLoadError(ZsvqaError):
 def check_type(name: str, value: Any, kinds: type | tuple[type, ...], expected: str) -> None:
     """The Python API's one type check: a wrong type is a TypeError naming the argument, not a misuse later."""
     if not isinstance(value, kinds):
-        raise TypeError(f"{name} must be {expected}; got {type(value).__name__} {value!r:.60}")
+        # A plain value is shown; anything else (an array, a tensor) by its type alone, never its whole content.
+        kind = type(value)
+        type_name = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__name__}"
+        shown = f" {value!r:.60}" if isinstance(value, (str, int, float, bool, type(None))) else ""
+        raise TypeError(f"{name} must be {expected}; got {type_name}{shown}")

@@ -29,6 +29,7 @@ RANK_PREDICTIONS = "predictions.rank{}.jsonl"  # one per rank of a sharded run, 
 RANK_LOCK = "run.rank{}.lock"
 RESULTS_FILE = "results.json"
 METRICS_FILE = "metrics.json"
+EMPTY_QUESTION = "the question is empty"
 CONFIG_FILE = "config.json"
 # How many inputs run at once: answers equal one at a time (tests/test_batching.py), so a run resumes across them.
 BATCHING_SETTINGS = tuple(
@@ -234,6 +235,10 @@ class Evaluator:
         wanted = {q.question_id for q in self.dataset.questions if q.image_id in mine}
         resumed = len(wanted & set(done))
         accuracies = [r["accuracy"] for qid, r in done.items() if qid in wanted and r.get("accuracy") is not None]
+        empty = [q.question_id for q in self.dataset.questions if q.question_id in wanted and not q.question.strip()]
+        if empty:
+            log.warning("%d questions are empty (ids %s): each gets an error record; the others are answered",
+                        len(empty), ", ".join(map(str, empty[:5])) + (", ..." if len(empty) > 5 else ""))
         if wanted - set(done):
             if self.choice_mapper is not None:
                 self.choice_mapper.load()
@@ -300,6 +305,11 @@ class Evaluator:
         captioned: list[QuestionCaptions] = []
         images = []
         for image_id, group in groups:
+            # An empty question is its own error (found before the run, see _run); its image's others go on.
+            records.update({q.question_id: self._record(q, error=EMPTY_QUESTION) for q in group if not q.question.strip()})
+            group = [q for q in group if q.question.strip()]
+            if not group:
+                continue
             try:
                 if self.captions is not None:  # every image has captions: checked in __init__
                     captioned += [QuestionCaptions(q.question, self.captions[image_id]) for q in group]

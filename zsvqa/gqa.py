@@ -44,6 +44,9 @@ def _question(question_id: str, record: Any, where: str) -> tuple[VQAQuestion, b
         return question, False
     if not isinstance(record["answer"], str) or not record["answer"].strip():
         raise InputError(f"{label} has an empty answer")
+    if not question.answer_type:
+        # The typed metrics group answered questions by types.structural: refused, not counted under "?".
+        raise InputError(f"{label} has an answer but no types.structural (verify, query, choose, logical or compare)")
     question.answers = [record["answer"]]
     return question, True
 
