@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import click
 
-from zsvqa.config import DTYPES, PRESETS, QUANTIZATIONS, PipelineConfig
+from zsvqa.config import DTYPES, PRESETS, PROMPT_STYLES, QUANTIZATIONS, PipelineConfig
 from zsvqa.data import DATASETS, VQADataset
 from zsvqa.errors import InputError, ZsvqaError
 from zsvqa.outputs import check_output_dir, check_output_file
@@ -24,7 +24,7 @@ MODEL_OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--max-new-tokens", "answerer.max_new_tokens", int, "answer length limit in tokens"),
     ("--qg", "question_gen.backend", click.Choice(["t5", "template", "llm", "none"]), "question generator"),
     ("--qg-model", "question_gen.model", str, "T5 question-generation model: hub id or local directory"),
-    ("--prompt-style", "prompt.style", click.Choice(["img2llm", "pica", "unifiedqa"]), "prompt format"),
+    ("--prompt-style", "prompt.style", click.Choice(list(PROMPT_STYLES)), "prompt format"),
     ("--prompt-template", "prompt.template", str, "a template file used in place of the style's own"),
     ("--exemplar-source", "prompt.exemplars", click.Choice(["synthetic", "retrieved", "none"]), "QA exemplars"),
     ("--prompt-captions", "prompt.num_captions", int, "captions in the prompt"),
@@ -202,6 +202,7 @@ def ask(
             draw(load_image(image), result.relevance, save_heatmap, title=result.question)
         except OSError as error:
             raise InputError(f"the heatmap could not be written to {save_heatmap!r}: {error}") from error
+        click.echo(f"heatmap written to {Path(save_heatmap).resolve()}", err=as_json)  # JSON stays alone on stdout
 
 
 def echo_result(result: Any, as_json: bool) -> None:
@@ -389,8 +390,9 @@ def index(questions: str, annotations: str, captions_path: str | None, images_di
 @click.option("--share", is_flag=True, help="also serve through a temporary public Gradio link")
 def demo(preset: str, port: int, host: str, share: bool) -> None:
     """Serve the web demo: every step of an answer on one page (needs the `demo` extra)."""
-    from zsvqa.demo import install_check, serve
+    from zsvqa.demo import check_port_free, install_check, serve
 
     install_check()
+    check_port_free(host, port)
     click.echo(f"serving the zsvqa demo on http://{host}:{port} (Ctrl+C stops it)")
     serve(preset, port, share, host)
