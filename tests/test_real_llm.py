@@ -16,6 +16,9 @@ from zsvqa import Pipeline, ask
 from zsvqa.cli import main
 
 pytestmark = pytest.mark.slow
+# The offline preset with Img2LLM's prompt and template-written synthetic QA exemplars about the image.
+SYNTHETIC = {"prompt.style": "img2llm", "prompt.template": "none", "prompt.exemplars": "synthetic",
+             "question_gen.backend": "template"}
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +26,15 @@ def pipeline() -> Pipeline:
     return Pipeline.from_preset("offline")
 
 
-def test_ask_from_captions_with_gemma(pipeline: Pipeline) -> None:
+@pytest.fixture(scope="module")
+def synthetic(pipeline: Pipeline) -> Pipeline:
+    with_exemplars = Pipeline(pipeline.config.with_overrides(SYNTHETIC))
+    with_exemplars.__dict__["lm"] = pipeline.lm  # share the loaded model
+    return with_exemplars
+
+
+def test_ask_from_captions_with_gemma(synthetic: Pipeline) -> None:
+    pipeline = synthetic
     result = pipeline.answer("What is the man riding?", CAPTIONS)
     assert result.answer and len(result.answer.split()) <= 5 and "\n" not in result.raw_answer
     assert math.isfinite(result.logprob)
@@ -37,7 +48,9 @@ def test_ask_from_captions_with_gemma(pipeline: Pipeline) -> None:
 
 
 def test_llm_question_generator_with_gemma(pipeline: Pipeline) -> None:
-    llm_pipeline = Pipeline(pipeline.config.with_overrides({"question_gen.backend": "llm", "prompt.num_exemplars": 3}))
+    llm_pipeline = Pipeline(pipeline.config.with_overrides(
+        {**SYNTHETIC, "question_gen.backend": "llm", "prompt.num_exemplars": 3}
+    ))
     llm_pipeline.__dict__["lm"] = pipeline.lm  # share the loaded model
     result = llm_pipeline.answer("What color is the bicycle?", CAPTIONS[:2])
     # Img2LLM's yes/no exemplars lead and are not counted in num_exemplars.
@@ -49,7 +62,8 @@ def test_llm_question_generator_with_gemma(pipeline: Pipeline) -> None:
 
 
 def test_one_call_api_and_cli_json() -> None:
-    result = ask("What is on the man's head?", CAPTIONS, prompt__num_exemplars=2)
+    result = ask("What is on the man's head?", CAPTIONS, prompt__num_exemplars=2,
+                 **{key.replace(".", "__"): value for key, value in SYNTHETIC.items()})
     assert result.answer and [e.answer for e in result.exemplars[:3]] == ["no", "yes", "no"]
     assert 0 < len(result.exemplars) - 3 <= 2  # after the three yes/no exemplars
     out = CliRunner().invoke(main, ["ask", "-q", "What is the man riding?", "-c", CAPTIONS[0], "--json"])
@@ -72,7 +86,7 @@ def test_converted_gguf_is_reused_not_reconverted(pipeline: Pipeline, monkeypatc
 
 
 def test_the_issue_example_answers_no() -> None:
-    """The new user's example: with the offline preset's calibrated yes/no, a circle is no rectangle."""
+    """The new user's example: with the offline preset's grounded yes/no, a circle is no rectangle."""
     out = CliRunner().invoke(main, ["ask", "--preset", "offline", "--json", "-q", "is there a rectangle?",
                                     "-c", "a black circle."])
     assert out.exit_code == 0, out.output
@@ -94,3 +108,14 @@ def test_shared_prefix_reuse_equals_full_encoding_past_the_sliding_window(pipeli
         reused = lm.score(prompt.text, [" red\n", "yes\n"], prompt.shared_prefix)
         assert reused == pytest.approx(lm.score(prompt.text, [" red\n", "yes\n"]), abs=1e-3)
         assert lm.generate_one(prompt.text, prompt.shared_prefix).text == lm.generate([prompt.text])[0].text
+
+
+@pytest.mark.parametrize("question,caption", [
+    ("does the image contain a rectangle?", "a black rectangle."),
+    ("is there not a green shape?", "a yellow triangle."),
+])
+def test_simple_scenes_of_issue_18_answer_yes(pipeline: Pipeline, question: str, caption: str) -> None:
+    """One short exact caption: the captions decide, also through a "not"."""
+    result = pipeline.answer(question, [caption])
+    assert result.answer == "yes" and set(result.choice_scores) == {"yes", "no"}
+    assert "grounding" in result.timings

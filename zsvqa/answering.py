@@ -75,8 +75,9 @@ def _alternatives(question: str) -> list[str]:
 def answer_choices(question: str, candidates: list[str]) -> dict[str, list[str]]:
     """The closed answer set for a question: each answer with the ways it may be written ("2": "2", "two").
 
-    Yes/no questions choose yes or no, counting questions 0-10, colour questions a colour; others choose among
-    the answer candidates pulled from the captions (empty when there are none: then the LM generates)."""
+    Yes/no questions choose yes or no, counting questions 0-10, colour questions a colour the captions name (any
+    colour where they name none); others choose among the answer candidates pulled from the captions (empty when
+    there are none: then the LM generates)."""
     kind = question_kind(question)
     if kind == "yesno":
         return {"yes": ["yes"], "no": ["no"]}
@@ -87,7 +88,9 @@ def answer_choices(question: str, candidates: list[str]) -> dict[str, list[str]]
         return {str(n): [str(n), words[str(n)]] if str(n) in words else [str(n)] for n in range(11)}
     colors = load_json("question_templates.json")["colors"]
     if kind == "color":
-        return {color: [color] for color in colors}
+        # The colours the captions name, where they name any: a small LM otherwise prefers "red" whatever it reads.
+        named = {word for candidate in candidates for word in candidate.split()}
+        return {color: [color] for color in [c for c in colors if c in named] or colors}
     # The question's own words are not its answer ("man" for "what is the man riding?").
     asked = set(_words(question))
     unique = [c for c in dict.fromkeys(candidates) if c not in ("yes", "no") and not set(c.split()) <= asked]
@@ -401,6 +404,8 @@ class AnswerRequest:
     question: str = ""
     candidates: list[str] = field(default_factory=list)
     content_free: Prompt | None = None
+    # A yes/no question's caption grounding in [-1, 1] (zsvqa.grounding: +1 the captions mention all it asks about).
+    yes_evidence: float = 0.0
 
 
 class Answerer:
@@ -409,36 +414,56 @@ class Answerer:
     Scoring compares whole answers by log-likelihood (each written as the exemplars write theirs, ending in a
     newline, so an answer that would go on scores lower). "calibrated" divides the yes/no probabilities by those
     the question gets from a content-free image description ("N/A" for the captions, no image exemplars): what
-    is left is the evidence the captions add, without the question's own pull towards "yes".
+    is left is the evidence the captions add, without the question's own pull towards "yes". A yes/no question's
+    log-odds then move by `grounding_weight` x its caption grounding, plus `yes_bias`. With `generated_choice`, an
+    open question's greedy answer joins the caption candidates it is scored against.
     """
 
-    def __init__(self, lm: FrozenLM, selection: str = "generate", batch_size: int = 1) -> None:
+    def __init__(
+        self, lm: FrozenLM, selection: str = "generate", batch_size: int = 1, grounding_weight: float = 0.0,
+        yes_bias: float = 0.0, generated_choice: bool = False,
+    ) -> None:
         self.lm = lm
         self.selection = selection
         self.batch_size = batch_size
+        self.grounding_weight = grounding_weight
+        self.yes_bias = yes_bias
+        self.generated_choice = generated_choice
 
     def answer_many(self, requests: list[AnswerRequest]) -> list[Answer]:
         """Answers to several prompts, up to `batch_size` at a time (see `_batches`): causal prompts after the head
         they share (see `FrozenLM._after_head`), generated or with every choice scored together. At batch size 1
         each prompt runs on its own, also reusing the shared head's key/value cache (see `FrozenLM.score`)."""
-        answers: dict[int, Answer] = {}
-        free: list[int] = []
         scored: list[tuple[int, dict[str, list[str]]]] = []
+        free: list[int] = []
         for index, request in enumerate(requests):
             choices = answer_choices(request.question, request.candidates) if self.selection != "generate" else {}
             if choices:
                 scored.append((index, choices))
-            elif self.batch_size > 1 and self.lm.config.kind != "fid":
-                free.append(index)
             else:
-                answers[index] = self._generate(requests[index].prompt)
+                free.append(index)
+        answers = dict(zip(free, self._generate_many([requests[index].prompt for index in free])))
+        if self.generated_choice:
+            # The model's own answer competes with the captions' words, where the question is open.
+            opened = [(index, choices) for index, choices in scored if question_kind(requests[index].question) == "open"]
+            generated = self._generate_many([requests[index].prompt for index, _ in opened])
+            for (_, choices), answer in zip(opened, generated):
+                if answer.text and answer.text not in choices:
+                    choices[answer.text] = [answer.text]
         chosen = self._choose_many([(requests[index], choices) for index, choices in scored])
         answers.update(zip([index for index, _ in scored], chosen))
-        for batch, shared_prefix in self._batches([requests[index].prompt for index in free]):
-            generations = self.lm.generate([requests[free[b]].prompt.text for b in batch], None, shared_prefix)
-            for b, generation in zip(batch, generations):
-                answers[free[b]] = _answer(generation)
         return [answers[index] for index in range(len(requests))]
+
+    def _generate_many(self, prompts: list[Prompt]) -> list[Answer]:
+        """Greedy answers, in batches of `batch_size` after their shared heads (one at a time at batch size 1 and
+        for Fusion-in-Decoder)."""
+        if self.batch_size == 1 or self.lm.config.kind == "fid":
+            return [self._generate(prompt) for prompt in prompts]
+        answers: dict[int, Answer] = {}
+        for batch, shared_prefix in self._batches(prompts):
+            generations = self.lm.generate([prompts[b].text for b in batch], None, shared_prefix)
+            answers.update((b, _answer(generation)) for b, generation in zip(batch, generations))
+        return [answers[index] for index in range(len(prompts))]
 
     def _batches(self, prompts: list[Prompt]) -> list[tuple[list[int], int]]:
         """`prompts` (by position) in batches of up to `batch_size`, each with the shared prefix its LM call may
@@ -485,10 +510,13 @@ class Answerer:
         all_scores = iter(self._choice_scores_many(jobs))  # type: ignore[arg-type]
         scores = [next(all_scores) for _ in items]
         answers = []
-        for own, needs_prior in zip(scores, calibrate):
+        for (request, _), own, needs_prior in zip(items, scores, calibrate):
             if needs_prior:
                 prior, posterior = _normalized(next(all_scores)), _normalized(own)
                 own = {answer: posterior[answer] - prior[answer] for answer in own}
+            if question_kind(request.question) == "yesno" and set(own) == {"yes", "no"}:
+                shift = (self.grounding_weight * request.yes_evidence + self.yes_bias) / 2
+                own = {"yes": own["yes"] + shift, "no": own["no"] - shift}
             ranked = dict(sorted(own.items(), key=lambda item: -item[1]))
             best = next(iter(ranked))
             answers.append(Answer(best, best, own[best], ranked))

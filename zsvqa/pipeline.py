@@ -19,12 +19,13 @@ from typing import Any, Iterator
 import torch
 from PIL import Image
 
-from zsvqa.answering import CONTENT_FREE_INPUT, Answer, Answerer, AnswerRequest, FrozenLM
+from zsvqa.answering import CONTENT_FREE_INPUT, Answer, Answerer, AnswerRequest, FrozenLM, question_kind
 from zsvqa.cache import IntermediateCache, file_identity
 from zsvqa.candidates import AnswerCandidate, AnswerCandidateExtractor
 from zsvqa.captioning import PatchCaptioner, RemovedCaption
 from zsvqa.config import PipelineConfig, preset
 from zsvqa.errors import InputError, check_type
+from zsvqa.grounding import CaptionGrounder
 from zsvqa.images import check_image_path, load_image
 from zsvqa.matching import ImageFeatures, ImageQuestionMatcher
 from zsvqa.models import resolve_dtype
@@ -179,7 +180,15 @@ class Pipeline:
 
     @functools.cached_property
     def answerer(self) -> Answerer:
-        return Answerer(self.lm, self.config.answerer.selection, self.config.answerer.batch_size)
+        settings = self.config.answerer
+        return Answerer(
+            self.lm, settings.selection, settings.batch_size, settings.grounding_weight, settings.yes_bias,
+            settings.generated_choice,
+        )
+
+    @functools.cached_property
+    def grounder(self) -> CaptionGrounder:
+        return CaptionGrounder(self.config.candidates.spacy_model)
 
     @functools.cached_property
     def candidate_extractor(self) -> AnswerCandidateExtractor:
@@ -206,6 +215,8 @@ class Pipeline:
         the largest. Converting a checkpoint (a float32 file to bfloat16 or int8) briefly holds the file and the
         copy; done first, that peak does not stack on models already loaded. `vision` False: text side only."""
         self.answerer
+        if self.config.answerer.grounding_weight:
+            self.grounder
         if self.config.question_gen.backend != "none":
             self.question_generator
         if vision:
@@ -476,6 +487,10 @@ class Pipeline:
             leading = synthetic.yes_no if settings.yes_no_exemplars else []
         else:
             blocks = [[]]
+        yes_evidence = 0.0
+        if self.config.answerer.grounding_weight and question_kind(question) == "yesno":
+            with timed(timings, "grounding"):
+                yes_evidence = self.grounder(question, captions).evidence
         use_candidates = candidates if settings.style == "img2llm" else None
         candidate_texts = [c.text for c in candidates]
         requests = []
@@ -489,7 +504,7 @@ class Pipeline:
                 if self.config.answerer.chat_template:
                     prompt = chat_prompt(prompt, self.lm.tokenizer)
                     content_free = content_free and chat_prompt(content_free, self.lm.tokenizer)
-            requests.append(AnswerRequest(prompt, question, candidate_texts, content_free))
+            requests.append(AnswerRequest(prompt, question, candidate_texts, content_free, yes_evidence))
         return _Plan(question, captions, timings, cached, candidate_texts, requests, similarity)
 
     def _finish(self, plan: _Plan, answers: list[Answer], choices: list[str] | None) -> VQAResult:
