@@ -119,7 +119,7 @@ def gqa_args(data: dict[str, Path], out: Path, *extra: str) -> list[str]:
 def test_aokvqa_eval_writes_submission_and_both_metrics_and_resumes(tmp_path) -> None:
     data = write_aokvqa(tmp_path / "data")
     out = tmp_path / "aok"
-    result = run(*aok_args(data, out, "--score-choices"))
+    result = run(*aok_args(data, out))  # the LLM scores the choices by default: the answerer is causal
     assert result.exit_code == 0, result.output
     choices = {r[0]: r[3] for r in AOKVQA}
     submission = json.loads((out / "results.json").read_text())
@@ -141,7 +141,7 @@ def test_aokvqa_eval_writes_submission_and_both_metrics_and_resumes(tmp_path) ->
     assert json.loads((out / "config.json").read_text())["data"]["score_choices"] is True
     again = run(*aok_args(data, out, "--score-choices"))
     assert again.exit_code == 0 and "answered 0 questions (3 done earlier)" in again.output
-    other = run(*aok_args(data, out))
+    other = run(*aok_args(data, out, "--no-score-choices"))
     assert other.exit_code == 1 and "score_choices: True -> False" in other.output
 
 

@@ -222,7 +222,9 @@ DATASET_OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--images", dict(help="image folder: COCO_val2014_%012d.jpg (VQAv2, OK-VQA), %012d.jpg (A-OKVQA: COCO 2017), "
                            "<imageId>.jpg (GQA)")),
     ("--captions", dict(help="precomputed captions ({image_id: [...]} or COCO captions); replaces the captioner")),
-    ("--score-choices", dict(is_flag=True, help="A-OKVQA: the LLM also picks a choice by log-likelihood")),
+    ("--score-choices/--no-score-choices", dict(
+        default=None, help="A-OKVQA: the LLM picks the multiple choice by log-likelihood [default: on with a causal "
+                           "answerer; the embedding's choice is recorded either way]")),
     ("--exemplars", dict(help="exemplar index from `run.py index`: PICa-style retrieved exemplars")),
     ("--n-shot", dict(type=int, help="retrieved exemplars per prompt")),
     ("--n-ensemble", dict(type=int, help="prompts per question; the most probable answer wins")),
@@ -295,7 +297,11 @@ def eval_inputs(options: dict[str, Any]) -> EvalInputs:
         dataset=dataset,
         captions=captions,
         lemmatized=options["lemmatized"],
-        score_choices=options["score_choices"],
+        # The LLM's own ranking of the four choices beat the embedding's mapping of its free answer on A-OKVQA
+        # (README, Accuracy), so it is the default wherever the answerer can score.
+        score_choices=options["score_choices"] if options["score_choices"] is not None else (
+            options["dataset"] == "aokvqa" and config.answerer.kind == "causal"
+        ),
         cache_path=cache_path,
         progress=not options["no_progress"],
         description=description,
