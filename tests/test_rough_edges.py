@@ -101,3 +101,28 @@ def test_save_heatmap_says_where_it_wrote(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     assert target.is_file()
     assert f"heatmap written to {target.resolve()}" in result.output
+
+
+def test_official_aokvqa_empty_choice_is_kept_but_never_chosen(tmp_path) -> None:
+    """The official A-OKVQA val file has a question whose choices are 's', '', 'b', 'f'."""
+    from synthetic_data import write_aokvqa
+    from zsvqa.aokvqa import ChoiceMapper, read_aokvqa
+
+    data = write_aokvqa(tmp_path)
+    records = json.loads(data["questions"].read_text())
+    records[0]["choices"] = ["s", "", "b", "f"]
+    records[0]["correct_choice_idx"] = 3
+    data["questions"].write_text(json.dumps(records))
+    questions, _ = read_aokvqa(data["questions"])
+    assert questions[0].choices == ["s", "", "b", "f"] and questions[0].multiple_choice_answer == "f"
+    assert ChoiceMapper("unused")("", ["", "s", "b"]) == "s"  # an empty answer guesses the first usable choice
+    records[0]["choices"] = ["s", "", " "]
+    data["questions"].write_text(json.dumps(records))
+    with pytest.raises(InputError, match="at least two of them non-empty"):
+        read_aokvqa(data["questions"])
+    from zsvqa.answering import Answerer, FrozenLM
+    from zsvqa.config import AnswererConfig
+    from zsvqa.prompting import Prompt
+
+    answerer = Answerer(FrozenLM(AnswererConfig(model="tiny:causal-lm")), "score")
+    assert set(answerer.score_choices(Prompt("Question: initial? Answer:", [], [], []), ["s", "", "b"])) == {"s", "b"}

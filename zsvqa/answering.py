@@ -523,8 +523,10 @@ class Answerer:
         return answers
 
     def score_choices(self, prompt: Prompt, choices: list[str]) -> dict[str, float]:
-        """Given choices (A-OKVQA's multiple choice) ranked by log-likelihood after the prompt, best first."""
-        scores = self._choice_scores_many([(prompt, {choice: [choice] for choice in dict.fromkeys(choices)})])[0]
+        """Given choices (A-OKVQA's multiple choice) ranked by log-likelihood after the prompt, best first; an empty
+        choice (the official A-OKVQA val file has one) is never chosen."""
+        usable = dict.fromkeys(choice for choice in choices if choice.strip())
+        scores = self._choice_scores_many([(prompt, {choice: [choice] for choice in usable})])[0]
         return dict(sorted(scores.items(), key=lambda item: -item[1]))
 
     def _choice_scores_many(self, jobs: list[tuple[Prompt, dict[str, list[str]]]]) -> list[dict[str, float]]:

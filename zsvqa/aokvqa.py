@@ -35,8 +35,10 @@ def _check_record(record: Any, index: int, where: str) -> bool:
     if not isinstance(record["question"], str) or not record["question"].strip():
         raise InputError(f"{label} has an empty question")
     choices = record["choices"]
-    if not isinstance(choices, list) or len(choices) < 2 or not all(isinstance(c, str) and c.strip() for c in choices):
-        raise InputError(f"{label}: choices must be a list of at least two non-empty strings")
+    # The official val file holds an empty choice ("What is the first player's initial?": 's', '', 'b', 'f'): it is
+    # kept, so that correct_choice_idx still points at the right one, but never chosen.
+    if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices) or len(usable_choices(choices)) < 2:
+        raise InputError(f"{label}: choices must be a list of strings, at least two of them non-empty")
     present = [f for f in ANSWER_FIELDS if f in record]
     if len(present) == 1:
         raise InputError(f"{label} has {present[0]} but not {[f for f in ANSWER_FIELDS if f not in present][0]}")
@@ -89,6 +91,11 @@ def _normal(text: str) -> str:
     return normalize_vqa_answer(normalize_whitespace(text))
 
 
+def usable_choices(choices: list[str]) -> list[str]:
+    """The choices that can be chosen: the non-empty ones, in order."""
+    return [c for c in choices if c.strip()]
+
+
 def direct_answer_accuracy(prediction: str, direct_answers: list[str]) -> float:
     """min(1, matches / 3), in [0, 1]."""
     if not direct_answers:
@@ -114,6 +121,7 @@ class ChoiceMapper:
         return self._encoder
 
     def __call__(self, answer: str, choices: list[str]) -> str:
+        choices = usable_choices(choices)
         exact = [c for c in choices if _normal(c) == _normal(answer)]
         if exact or not answer.strip():
             return exact[0] if exact else choices[0]  # an empty answer says nothing: the first choice, as a guess
