@@ -202,7 +202,7 @@ AOKVQA_BAD = [
     (_aok(lambda d: d[0].pop("correct_choice_idx")), "has direct_answers but not correct_choice_idx"),
     (_aok(lambda d: d[2].update(question_id=d[0]["question_id"])), "repeats question ids"),
     (_aok(lambda d: [d[2].pop(k) for k in ("correct_choice_idx", "direct_answers")]), "some questions carry answers"),
-    (_aok(lambda d: d[0].update(choices=["only one"])), "choices must be a list of at least two"),
+    (_aok(lambda d: d[0].update(choices=["only one"])), "at least two of them non-empty"),
     (_aok(lambda d: d[0].update(image_id="abc")), "not a COCO image number"),
 ]
 
