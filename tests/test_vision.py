@@ -420,7 +420,8 @@ def test_cli_ask_on_image_end_to_end(tmp_path) -> None:
                "--save-heatmap", str(heatmap)],
     )
     assert out.exit_code == 0, out.output
-    data = json.loads(out.output[out.output.index("{"):])
+    data = json.loads(out.stdout[out.stdout.index("{"):])  # stdout holds the JSON alone
+    assert f"heatmap written to {heatmap.resolve()}" in out.stderr
     assert len(data["all_captions"]) == preset("tiny").captioner.num_captions
     assert np.asarray(data["relevance"]).shape == (4, 4) and data["answer"] is not None
     assert {"image_features", "relevance", "captioning", "answer"} <= set(data["timings"])
