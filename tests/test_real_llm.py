@@ -95,10 +95,11 @@ def test_the_issue_example_answers_no() -> None:
     assert "circle.." not in data["prompt"] and ".?" not in data["prompt"]
 
 
-def test_shared_prefix_reuse_equals_full_encoding_past_the_sliding_window(pipeline: Pipeline) -> None:
+def test_shared_prefix_reuse_equals_full_encoding_past_the_sliding_window(synthetic: Pipeline) -> None:
     """Gemma-3 has 512-token sliding-window layers: a cached head longer than that must change nothing."""
     from zsvqa.prompting import QAExemplar
 
+    pipeline = synthetic  # Img2LLM's wordier prompt: a head past the 512-token window
     lm = pipeline.lm
     captions = [f"a man number {i} riding a red bicycle down a long city street near a bus stop" for i in range(30)]
     exemplars = [QAExemplar(f"what is man {i} riding?", "bicycle") for i in range(20)]
