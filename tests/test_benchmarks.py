@@ -272,3 +272,41 @@ def test_batching_script_compares_batch_sizes_with_the_same_answers(tmp_path) ->
     assert report["questions"] > 3 and report["settings"]["answerer"]["selection"] == "calibrated"
     assert all(row["stages"]["answer"] > 0 for row in report["rows"])
     assert "| 4 |" in result.stdout
+
+
+def test_realdev_script_runs_the_preset_beside_the_baselines(tmp_path) -> None:
+    """A folder laid out as ../shared/realdev (a vqav2/ subfolder with captions), the tiny preset."""
+    data = write_dataset(tmp_path / "realdev" / "vqav2")
+    assert data["captions"].name == "captions.json"
+    out = tmp_path / "run"
+    result = run_script("benchmarks/realdev.py", "--preset", "tiny", "--data", str(tmp_path / "realdev"),
+                        "--sets", "vqav2", "--out", str(out), "--no-progress")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    baselines = [name for name in json.loads((ROOT / "benchmarks" / "baselines.json").read_text()) if name[0] != "_"]
+    assert [row["variant"] for row in rows] == ["tiny", *baselines]
+    assert all(row["errors"] == "0" and row["acc_yes/no"] and row["seconds_per_question"] for row in rows)
+    refused = run_script("benchmarks/realdev.py", "--preset", "tiny", "--data", str(tmp_path / "realdev"),
+                         "--sets", "vqav2,gqa", "--out", str(tmp_path / "other"))
+    assert refused.returncode == 1 and "--sets takes names from vqav2, okvqa, aokvqa" in refused.stderr
+
+
+def test_simple_scenes_forms_and_counts_by_hand() -> None:
+    spec = importlib.util.spec_from_file_location("simple_scenes", ROOT / "benchmarks" / "simple_scenes.py")
+    scenes = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scenes)  # type: ignore[union-attr]
+    import random
+
+    items = scenes.scene_questions(random.Random(0), captions=1)
+    assert len(items) == 16 and sum(item["answer"] == "yes" for item in items) == 8  # every form true and false
+    assert all(len(item["captions"]) == 1 for item in items)
+
+    class AlwaysYes:
+        def answer(self, question, captions):
+            return type("Result", (), {"answer": "yes"})()
+
+    rows = scenes.measure(AlwaysYes(), scenes=2, caption_counts=[1, 5])
+    overall = [row for row in rows if row["form"] == "all forms"]
+    assert [(row["captions"], row["questions"], row["accuracy"], row["yes_share"]) for row in overall] == [
+        (1, 32, 50.0, 100.0), (5, 32, 50.0, 100.0)
+    ]
