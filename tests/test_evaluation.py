@@ -341,6 +341,7 @@ def test_evaluator_metrics_hand_worked_with_an_error_counted_as_zero(tmp_path) -
             return SimpleNamespace(
                 answer=stub_answers[item.question], raw_answer=stub_answers[item.question], logprob=-1.0,
                 itm_score=None, captions=item.captions, exemplars=[], timings={}, retrieval_similarity=None, cached=[],
+                choice_scores=None,
             )
 
         def answer_captioned_many(self, items, image=None, choices=None, images=None):  # type: ignore[no-untyped-def]
@@ -535,3 +536,14 @@ def test_cached_stages_are_timed_zero_and_named(data, tmp_path) -> None:
     cached: list[str] = []
     Pipeline(changed, IntermediateCache(cache))._text_side(CAPTIONS[42], timings, cached)
     assert cached == ["candidates", "question_generation"] and timings == dict.fromkeys(cached, 0.0)
+
+
+def test_scored_answers_record_their_choice_scores(data, tmp_path) -> None:
+    out = tmp_path / "scored"
+    args = eval_args(data, out, "--set", "answerer.selection=score")
+    args[args.index("--images") : args.index("--images") + 2] = ["--captions", str(data["captions"])]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    records = {r["question"]: r for r in read_predictions(out / "predictions.jsonl").values()}
+    scores = records["Is there a dog?"]["choice_scores"]
+    assert set(scores) == {"yes", "no"} and records["Is there a dog?"]["answer"] == max(scores, key=scores.get)

@@ -343,6 +343,8 @@ class Evaluator:
                     seconds=round(sum(result.timings.values()), 4),  # cached stages count 0: not spent here
                     **({"cached": result.cached} if result.cached else {}),
                     **({"similarity": result.retrieval_similarity} if result.retrieval_similarity else {}),
+                    # The ranked answer set's scores, so a selection rule can be studied from the run folder alone.
+                    **({"choice_scores": result.choice_scores} if result.choice_scores else {}),
                     **chosen,
                 )
             )
