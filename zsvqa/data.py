@@ -124,10 +124,8 @@ def check_images_folder(images_dir: str | Path) -> Path:
     folder = Path(images_dir)
     try:
         folder.stat()
-    except RuntimeError as error:  # pathlib on Python < 3.13 raises this for a symlink loop
-        raise InputError(f"--images {str(folder)!r} is a symbolic link loop, not a folder") from error
-    except OSError as error:
-        if error.errno == errno.ELOOP:
+    except (OSError, RuntimeError) as error:  # pathlib on Python < 3.13 raises RuntimeError for a symlink loop
+        if isinstance(error, RuntimeError) or error.errno == errno.ELOOP:
             raise InputError(f"--images {str(folder)!r} is a symbolic link loop, not a folder") from error
         raise InputError(f"images folder {str(folder)!r} does not exist") from error
     if not folder.is_dir():

@@ -20,7 +20,7 @@ from zsvqa.errors import InputError
 from zsvqa.gqa import gqa_accuracy, predictions, summarize_gqa
 from zsvqa.metric import ScoredQuestion, lemmatized_vqa_accuracy, summarize, vqa_accuracy
 from zsvqa.outputs import check_output_dir, locked_run_folder, write_atomic
-from zsvqa.pipeline import Pipeline, QuestionCaptions
+from zsvqa.pipeline import EMPTY_QUESTION, Pipeline, QuestionCaptions
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,6 @@ RANK_PREDICTIONS = "predictions.rank{}.jsonl"  # one per rank of a sharded run, 
 RANK_LOCK = "run.rank{}.lock"
 RESULTS_FILE = "results.json"
 METRICS_FILE = "metrics.json"
-EMPTY_QUESTION = "the question is empty"
 CONFIG_FILE = "config.json"
 # How many inputs run at once: answers equal one at a time (tests/test_batching.py), so a run resumes across them.
 BATCHING_SETTINGS = tuple(

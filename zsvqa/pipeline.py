@@ -37,6 +37,7 @@ from zsvqa.retrieval import ExemplarRetriever
 log = logging.getLogger(__name__)
 IMAGE_FEATURES_KEPT = 4  # images whose vision features a pipeline keeps in memory
 TEXT_SIDES_KEPT = 16  # caption sets whose candidates and synthetic questions a pipeline keeps in memory
+EMPTY_QUESTION = "the question is empty"
 TINY_WARNING = "random models (tiny or random: names) are in use: captions and answers are meaningless noise"
 
 
@@ -122,7 +123,7 @@ def check_image(image: Any) -> None:
 def check_question(question: str) -> str:
     check_type("question", question, str, "a string")
     if not question.strip():
-        raise InputError("the question is empty")
+        raise InputError(EMPTY_QUESTION)
     return " ".join(question.split())
 
 
