@@ -29,7 +29,9 @@ from zsvqa.cli import ScriptCommand, configure_logging, model_options, overrides
 from zsvqa.config import preset  # noqa: E402
 from zsvqa.data import load_dataset, read_captions_file  # noqa: E402
 from zsvqa.errors import InputError  # noqa: E402
-from zsvqa.evaluation import evaluate, read_predictions  # noqa: E402
+from zsvqa.evaluation import evaluate, read_predictions, score_question  # noqa: E402
+from zsvqa.metric import ScoredQuestion, summarize  # noqa: E402
+from zsvqa.normalize import okvqa_answer  # noqa: E402
 from zsvqa.outputs import check_output_dir  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -68,6 +70,17 @@ def metrics_row(set_name: str, variant: str, metrics: dict[str, Any], records: l
         "seconds_per_question": sum(seconds) / len(seconds) if seconds else None,
         "errors": metrics.get("errors", 0),
     }
+
+
+def with_okvqa_form(variant: str, dataset: Any, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """A baseline's OK-VQA row with the preset's answer form (lemmas, no articles) applied to the same predictions:
+    what the form alone is worth, next to what the rest of the preset adds."""
+    questions = {q.question_id: q for q in dataset.questions}
+    scored = [
+        ScoredQuestion(q.question_id, score_question(q, okvqa_answer(r["answer"]), False), q.answer_type, q.question_type)
+        for r in records if not r.get("error") for q in [questions[r["question_id"]]]
+    ]
+    return metrics_row("okvqa", f"{variant} + OK-VQA answer form", summarize(scored, "vqa-accuracy"), records)
 
 
 @click.command(cls=ScriptCommand)
@@ -116,6 +129,8 @@ def realdev(out: str, data: str, sets: str, baselines: bool, limit: int | None, 
             )
             records = list(read_predictions(run / "predictions.jsonl").values())
             rows.append(metrics_row(name, variant, summary.metrics or {}, records))
+            if name == "okvqa" and not variant_config.answerer.dataset_answer_form:
+                rows.append(with_okvqa_form(variant, dataset, records))
     columns = list(rows[0])
     Path(out).mkdir(parents=True, exist_ok=True)
     write_tables(rows, columns, Path(out))

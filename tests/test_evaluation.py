@@ -547,3 +547,37 @@ def test_scored_answers_record_their_choice_scores(data, tmp_path) -> None:
     records = {r["question"]: r for r in read_predictions(out / "predictions.jsonl").values()}
     scores = records["Is there a dog?"]["choice_scores"]
     assert set(scores) == {"yes", "no"} and records["Is there a dog?"]["answer"] == max(scores, key=scores.get)
+
+
+def test_okvqa_answers_take_the_annotations_form_where_the_preset_says_so(tmp_path) -> None:
+    # OK-VQA's processed answers are lemmas: "bananas" scores 0 against ten "banana" unless written as one.
+    questions = [VQAQuestion(1, 7, "What fruit is this?", ["banana"] * 10, "other", "what"),
+                 VQAQuestion(2, 8, "What are they doing?", ["fly kite"] * 10, "other", "what")]
+    given = {"What fruit is this?": "bananas", "What are they doing?": "flying kites"}
+
+    class StubPipeline:
+        def __init__(self, dataset_answer_form: bool) -> None:
+            self.config = preset("tiny").with_overrides({"answerer.dataset_answer_form": str(dataset_answer_form)})
+
+        def load_models(self, vision: bool = True) -> None:  # no models to load
+            pass
+
+        def answer_captioned_many(self, items, image=None, choices=None, images=None):  # type: ignore[no-untyped-def]
+            return [SimpleNamespace(
+                answer=given[item.question], raw_answer=given[item.question], logprob=-1.0, itm_score=None,
+                captions=item.captions, exemplars=[], timings={}, retrieval_similarity=None, cached=[],
+                choice_scores=None,
+            ) for item in items]
+
+    captions = {7: ["a bunch of bananas"], 8: ["people flying kites"]}
+    for form, expected, accuracy in ((False, ["bananas", "flying kites"], 0.0), (True, ["banana", "fly kite"], 1.0)):
+        for name in ("okvqa", "vqav2"):
+            run = tmp_path / f"{name}-{form}"
+            dataset = VQADataset(name, questions, {}, annotated=True)
+            Evaluator(StubPipeline(form), dataset, run, captions=captions).run(progress=False)  # type: ignore[arg-type]
+            lines = sorted((json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()),
+                           key=lambda line: line["question_id"])
+            # Only OK-VQA's answers change form; VQAv2's annotations keep theirs as written.
+            assert [line["answer"] for line in lines] == (expected if name == "okvqa" else list(given.values()))
+            assert [line["raw_answer"] for line in lines] == list(given.values())
+            assert [line["accuracy"] for line in lines] == [accuracy if name == "okvqa" else 0.0] * 2

@@ -94,8 +94,18 @@ def answer_choices(question: str, candidates: list[str]) -> dict[str, list[str]]
     # The question's own words are not its answer ("man" for "what is the man riding?").
     asked = set(_words(question))
     unique = [c for c in dict.fromkeys(candidates) if c not in ("yes", "no") and not set(c.split()) <= asked]
-    # A colour the question did not ask for is not part of a VQA answer ("red bicycle" where "bicycle" is offered).
-    return {c: [c] for c in unique if not _colored(c, colors, unique)}
+    # A colour the question did not ask for is not part of a VQA answer ("red bicycle" where "bicycle" is offered),
+    # nor is a bare colour: a small LM picks "red" for "what is the man riding?" (realdev, README "Accuracy").
+    return {c: [c] for c in unique if not _colored(c, colors, unique) and open_answer(question, c)}
+
+
+def open_answer(question: str, answer: str) -> bool:
+    """Whether `answer` may answer an open question: not a bare colour unless the question speaks of colour (a
+    colour that also names a thing, "orange", "gold", stays)."""
+    colors = load_json("question_templates.json")
+    if answer not in colors["colors"] or answer in colors["colors_that_name_things"]:
+        return True
+    return any(word.startswith(("color", "colour")) for word in _words(question))
 
 
 def _colored(candidate: str, colors: list[str], candidates: list[str]) -> bool:
@@ -447,8 +457,8 @@ class Answerer:
             # The model's own answer competes with the captions' words, where the question is open.
             opened = [(index, choices) for index, choices in scored if question_kind(requests[index].question) == "open"]
             generated = self._generate_many([requests[index].prompt for index, _ in opened])
-            for (_, choices), answer in zip(opened, generated):
-                if answer.text and answer.text not in choices:
+            for (index, choices), answer in zip(opened, generated):
+                if answer.text and answer.text not in choices and open_answer(requests[index].question, answer.text):
                     choices[answer.text] = [answer.text]
         chosen = self._choose_many([(requests[index], choices) for index, choices in scored])
         answers.update(zip([index for index, _ in scored], chosen))

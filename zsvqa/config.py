@@ -146,6 +146,9 @@ class AnswererConfig:
     yes_bias: float = 0.0
     # Scored open questions: the greedy answer joins the caption candidates as one more choice.
     generated_choice: bool = False
+    # Eval writes each answer as the dataset's annotations write theirs: OK-VQA's processed answers are lemmas
+    # without articles ("banana", "fly kite"; zsvqa.normalize.okvqa_answer). Other datasets keep the answer as is.
+    dataset_answer_form: bool = False
     # Prompt budget in tokens; None uses the model's own context length.
     max_prompt_tokens: int | None = 2048
     # Prompts answered at once (an image's questions, an eval chunk's images, PICa's ensemble), generated or scored;
@@ -452,7 +455,7 @@ def _offline() -> PipelineConfig:
         prompt=PromptConfig(style="plain", template="plain_fewshot", exemplars="none"),
         answerer=AnswererConfig(
             selection="calibrated", grounding_weight=1.0, yes_bias=-0.7, generated_choice=True, max_new_tokens=6,
-            batch_size=8,
+            batch_size=8, dataset_answer_form=True,
         ),
     )
 

@@ -19,6 +19,7 @@ from zsvqa.distributed import Shard, assign_images, barrier, finish, start
 from zsvqa.errors import InputError
 from zsvqa.gqa import gqa_accuracy, predictions, summarize_gqa
 from zsvqa.metric import ScoredQuestion, lemmatized_vqa_accuracy, summarize, vqa_accuracy
+from zsvqa.normalize import okvqa_answer
 from zsvqa.outputs import check_output_dir, locked_run_folder, write_atomic
 from zsvqa.pipeline import EMPTY_QUESTION, Pipeline, QuestionCaptions
 
@@ -201,6 +202,10 @@ class Evaluator:
         self.data_description = data_description or {}
         self.score_choices = score_choices
         self.shard = shard or Shard()
+        # OK-VQA's processed answers are lemmas ("banana", "fly kite"): answers follow where the preset says so.
+        self.answer_form: Callable[[str], str] = (
+            okvqa_answer if dataset.name == "okvqa" and pipeline.config.answerer.dataset_answer_form else str
+        )
         # A-OKVQA's free answers are mapped to a choice by the sentence encoder retrieval uses.
         self.choice_mapper = (
             ChoiceMapper(pipeline.config.retrieval.embedding_model, pipeline.config.device)
@@ -333,7 +338,7 @@ class Evaluator:
             records[question.question_id] = (
                 self._record(
                     question,
-                    answer=result.answer,
+                    answer=self.answer_form(result.answer),
                     raw_answer=result.raw_answer,
                     logprob=result.logprob,
                     itm_score=result.itm_score,

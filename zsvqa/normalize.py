@@ -131,3 +131,20 @@ def clean_caption(caption: str) -> str:
     COCO captions ("A man riding a bike. ") end in a period and vary in case; templates add their own punctuation.
     """
     return " ".join(caption.split()).strip(_TRAILING_PUNCTUATION).lower()
+
+
+def okvqa_answer(answer: str) -> str:
+    """An answer written as OK-VQA's processed answers are: normalized, no articles, no leading preposition, plural
+    nouns and "-ing" verbs as lemmas ("in the pet stores" -> "pet store", "flying kites" -> "fly kite"); a plural
+    after a number stays ("10 years"), as in the annotations."""
+    from zsvqa.candidates import load_spacy  # spaCy loads only for OK-VQA runs
+
+    doc = load_spacy("en_core_web_sm", with_lemmatizer=True)(normalize_vqa_answer(answer))
+    words = []
+    for token in doc:
+        if token.pos_ == "DET" or (token.i == 0 and token.pos_ == "ADP" and len(doc) > 1):
+            continue
+        after_number = token.i > 0 and doc[token.i - 1].like_num
+        lemma = (token.tag_ in ("NNS", "NNPS") and not after_number) or token.tag_ == "VBG"
+        words.append(token.lemma_.lower() if lemma else token.lower_)
+    return " ".join(words)
