@@ -57,6 +57,11 @@ def question_kind(question: str) -> str:
     return "yesno" if words[0] in YES_NO_OPENERS else "open"
 
 
+def asks_with_do(question: str) -> bool:
+    """A yes/no question that opens with do, does or did ("does the man have a beard?")."""
+    return _words(question)[:1] in (["do"], ["does"], ["did"], ["doesn't"], ["don't"], ["didn't"])
+
+
 def _words(text: str) -> list[str]:
     return re.findall(r"[\w'-]+", text.lower())
 
@@ -425,19 +430,21 @@ class Answerer:
     newline, so an answer that would go on scores lower). "calibrated" divides the yes/no probabilities by those
     the question gets from a content-free image description ("N/A" for the captions, no image exemplars): what
     is left is the evidence the captions add, without the question's own pull towards "yes". A yes/no question's
-    log-odds then move by `grounding_weight` x its caption grounding, plus `yes_bias`. With `generated_choice`, an
+    log-odds then move by `grounding_weight` x its caption grounding, plus `yes_bias` (and `yes_bias_do` more for a
+    question that opens with do / does / did). With `generated_choice`, an
     open question's greedy answer joins the caption candidates it is scored against.
     """
 
     def __init__(
         self, lm: FrozenLM, selection: str = "generate", batch_size: int = 1, grounding_weight: float = 0.0,
-        yes_bias: float = 0.0, generated_choice: bool = False,
+        yes_bias: float = 0.0, generated_choice: bool = False, yes_bias_do: float = 0.0,
     ) -> None:
         self.lm = lm
         self.selection = selection
         self.batch_size = batch_size
         self.grounding_weight = grounding_weight
         self.yes_bias = yes_bias
+        self.yes_bias_do = yes_bias_do
         self.generated_choice = generated_choice
 
     def answer_many(self, requests: list[AnswerRequest]) -> list[Answer]:
@@ -525,7 +532,8 @@ class Answerer:
                 prior, posterior = _normalized(next(all_scores)), _normalized(own)
                 own = {answer: posterior[answer] - prior[answer] for answer in own}
             if question_kind(request.question) == "yesno" and set(own) == {"yes", "no"}:
-                shift = (self.grounding_weight * request.yes_evidence + self.yes_bias) / 2
+                bias = self.yes_bias + (self.yes_bias_do if asks_with_do(request.question) else 0.0)
+                shift = (self.grounding_weight * request.yes_evidence + bias) / 2
                 own = {"yes": own["yes"] + shift, "no": own["no"] - shift}
             ranked = dict(sorted(own.items(), key=lambda item: -item[1]))
             best = next(iter(ranked))
