@@ -11,7 +11,8 @@ installed, loaded with `answerer.load_in=8bit`), a process group under `torchrun
 GPU), the sharded eval under torchrun on random images, the real-size random models built, and
 `benchmarks/speed.py --device cuda` for pnp-vqa and img2llm (real-size BLIP large x2, T5-large FiD and question
 generation). Each step is its own process under its own timeout, so one failure stops nothing else; the whole run
-keeps within --budget seconds (a step gets at most what is left), so it ends in under 8 minutes.
+keeps within --budget seconds (a step gets at most what is left), so it ends in under 8 minutes on a GPU (a CPU
+self-test gets 5 times the limits).
 
 The report (--out), rewritten after every step: the machine and GPU, missing packages, and per step its command,
 status (passed, failed, timed_out, skipped and why, not_run once the budget is spent), seconds, the last lines of
@@ -25,6 +26,7 @@ bad (one line); 2 a usage error; 3 no CUDA GPU is visible (one line, nothing run
 from __future__ import annotations
 
 import configparser
+import dataclasses
 import datetime
 import importlib.metadata
 import importlib.util
@@ -56,6 +58,10 @@ REAL_SIZE_MODELS = ["random:blip-itm-large", "random:blip-captioner-large", "ran
 ERROR_LINES = 15  # of a failed step's output, in the report
 STOP_GRACE_S = 5  # a stopped step's processes get this long to end after SIGTERM, then SIGKILL
 LEAST_STEP_S = 10  # a step is not started with less of the budget left
+GPU_BUDGET_S = 450  # all the steps on a GPU: with the start and a stopped step's grace, under 8 minutes
+# A CPU self-test runs the same steps several times slower (on 2 shared cores, up to 4x what an idle one took):
+# its time limits, and its default budget, are this many times a GPU's.
+CPU_SLOWDOWN = 5
 
 # The project's own process-group start (zsvqa.distributed.start: nccl on a GPU, gloo on a CPU), one all_reduce
 # and a barrier. start() skips one-process launches, so the shard says 2 ranks; the group itself takes its size (1)
@@ -75,7 +81,12 @@ assert total.tolist() == [float(dist.get_world_size())] * 4, total
 print(f"{dist.get_backend()} all_reduce and barrier over {dist.get_world_size()} rank(s) on {total.device}: ok")
 finish(shard)
 """
-BUILD_MODELS = "import sys\nfrom zsvqa.models import resolve\nfor name in sys.argv[1:]:\n    print(resolve(name).location)"
+BUILD_MODELS = """\
+import sys
+from zsvqa.models import resolve
+for name in sys.argv[1:]:
+    print(resolve(name).location)
+"""
 
 
 @dataclass(frozen=True)
@@ -137,14 +148,21 @@ def plan(device: str, tiny: bool, folder: Path, bitsandbytes: bool, bundled_llm:
     speed = [python, "benchmarks/speed.py", "--device", device, "--no-baselines"]
     if tiny:
         report = folder / "speed-tiny.json"
-        return [*steps, Step("speed-tiny", [*speed, "--preset", "tiny", "--out", str(report)], 120,
-                             ("tiny speed.py",), rate=speed_rate(report))]
+        steps.append(Step("speed-tiny", [*speed, "--preset", "tiny", "--out", str(report)], 120, ("tiny speed.py",),
+                          rate=speed_rate(report)))
+    else:
+        steps += real_size_steps(speed, folder, bundled_llm)
+    return steps if cuda else [dataclasses.replace(s, timeout_s=s.timeout_s * CPU_SLOWDOWN) for s in steps]
+
+
+def real_size_steps(speed: list[str], folder: Path, bundled_llm: bool) -> list[Step]:
+    """The real-size random models built (so their build is timed apart), then speed.py on them: pnp-vqa, img2llm."""
     # Without the bundled Gemma's package img2llm answers with the tiny LLM (512 positions: prompts cut to fit).
     llm = [] if bundled_llm else ["--set", "answerer.model=tiny:causal-lm", "--set", "answerer.max_prompt_tokens=512"]
     pnp, img2llm = folder / "speed-pnp-vqa.json", folder / "speed-img2llm.json"
     return [
-        *steps,
-        Step("build-real-size", [python, "-c", BUILD_MODELS, *REAL_SIZE_MODELS], 240, ("real-size random models",)),
+        Step("build-real-size", [sys.executable, "-c", BUILD_MODELS, *REAL_SIZE_MODELS], 240,
+             ("real-size random models",)),
         Step("speed-pnp-vqa", [*speed, "--preset", "pnp-vqa", "--out", str(pnp)], 180,
              ("real-size matching+gradcam", "real-size captioning", "real-size fid"), rate=speed_rate(pnp)),
         Step("speed-img2llm", [*speed, "--preset", "img2llm", "--out", str(img2llm), *llm], 240,
@@ -285,13 +303,14 @@ def write_inputs(folder: Path) -> None:
 @click.option("--tiny", is_flag=True, help="the small random models only (speed.py --preset tiny): a quick check, "
                                            "or with --device cpu a self-test of the step commands")
 @click.option("--steps", "only", default=None, help="comma-separated names of the steps to run [default: all]")
-@click.option("--budget", type=click.IntRange(min=LEAST_STEP_S), default=450, show_default=True,
-              help="seconds for all the steps; a step gets at most what is left")
+@click.option("--budget", type=click.IntRange(min=LEAST_STEP_S), default=None,
+              help=f"seconds for all the steps; a step gets at most what is left [default: {GPU_BUDGET_S} on a GPU, "
+                   f"{CPU_SLOWDOWN}x that on a CPU]")
 @click.option("--out", default="runs/gpu_check.json", show_default=True, help="the JSON report")
 @click.option("--work", default="runs/gpu_check", show_default=True,
               help="each run's logs, inputs and outputs go to a new folder here")
 @click.pass_context
-def gpu_check(ctx: click.Context, device: str, tiny: bool, only: str | None, budget: int, out: str,
+def gpu_check(ctx: click.Context, device: str, tiny: bool, only: str | None, budget: int | None, out: str,
               work: str) -> None:
     """Run every CUDA path with random weights, each step isolated, and write one JSON report."""
     if device != "cpu" and not device.startswith("cuda"):
@@ -321,6 +340,7 @@ def gpu_check(ctx: click.Context, device: str, tiny: bool, only: str | None, bud
     write_inputs(folder)
     header = {"device": device, "tiny": tiny, "machine": machine(), "packages": found,
               "missing_packages": [name for name, version in found.items() if version is None]}
+    budget = budget or (GPU_BUDGET_S if device.startswith("cuda") else GPU_BUDGET_S * CPU_SLOWDOWN)
     report = run_checks(steps, Path(out), folder, budget, header)
     rates = ", ".join(f"{name} {rate:.2f}" for name, rate in report["questions_per_second_per_device"].items())
     click.echo(f"{len(report['passed'])} passed, {len(report['failed'])} failed"

@@ -54,9 +54,8 @@ def test_bad_options_fail_in_one_line_before_any_work(args, code, message, tmp_p
     assert not (tmp_path / "r.json").exists() and not (tmp_path / "work").exists()
 
 
-def test_the_default_budget_keeps_the_run_under_8_minutes() -> None:
-    budget = next(p for p in gpu_check.gpu_check.params if p.name == "budget")
-    assert budget.default < 8 * 60
+def test_the_gpu_budget_keeps_the_run_under_8_minutes() -> None:
+    assert gpu_check.GPU_BUDGET_S + gpu_check.STOP_GRACE_S < 8 * 60 - 20  # 20 s to start, write inputs and report
 
 
 def by_name(steps: list) -> dict:
@@ -108,9 +107,12 @@ def test_the_cpu_self_test_plan_runs_the_tiny_steps_on_the_cpu(tmp_path) -> None
     assert not any("random:" in " ".join(step.command) for step in steps.values())
     assert "--preset tiny" in " ".join(steps["speed-tiny"].command)
     assert all("cuda" not in " ".join(step.command) for step in steps.values())
+    on_gpu = by_name(gpu_check.plan("cuda", True, tmp_path, bitsandbytes=True, bundled_llm=True))
+    assert list(on_gpu) == list(steps)
+    assert all(steps[n].timeout_s == on_gpu[n].timeout_s * gpu_check.CPU_SLOWDOWN for n in steps)  # a slower device
 
 
-def test_the_report_records_passed_failed_timed_out_skipped_and_not_run_steps(tmp_path, monkeypatch) -> None:
+def test_the_report_records_passed_failed_timed_out_and_skipped_steps(tmp_path) -> None:
     speed_report = tmp_path / "speed.json"
     speed_report.write_text(json.dumps({"pipeline": {"questions_per_second_per_device": 2.5}}))
     pid_file = tmp_path / "grandchild.pid"
@@ -124,45 +126,53 @@ def test_the_report_records_passed_failed_timed_out_skipped_and_not_run_steps(tm
         "time.sleep(600)"
     )
     steps = [
-        Step("eval", python("print('answered 6 questions (0 done earlier) in 2.0s')"), 60, ("a",),
+        Step("eval", python("print('answered 6 questions (0 done earlier) in 2.0s')"), 120, ("a",),
              rate=gpu_check.eval_rate),
-        Step("speed", python("pass"), 60, ("b",), rate=gpu_check.speed_rate(speed_report)),
-        Step("speed-without-report", python("pass"), 60, ("c",), rate=gpu_check.speed_rate(tmp_path / "none.json")),
-        Step("fails", python("import sys\nfor i in range(40): print('line', i, file=sys.stderr)\nsys.exit(7)"), 60,
+        Step("speed", python("pass"), 120, ("b",), rate=gpu_check.speed_rate(speed_report)),
+        Step("speed-without-report", python("pass"), 120, ("c",), rate=gpu_check.speed_rate(tmp_path / "none.json")),
+        Step("fails", python("import sys\nfor i in range(40): print('line', i, file=sys.stderr)\nsys.exit(7)"), 120,
              ("d",)),
-        Step("skipped", python("raise SystemExit(1)"), 60, ("e",), skip="needs a CUDA GPU"),
-        Step("hangs", hang, 600, ("f",)),  # stopped when the budget is spent
-        Step("too-late", python("pass"), 60, ("g",)),
+        Step("skipped", python("raise SystemExit(1)"), 120, ("e",), skip="needs a CUDA GPU"),
+        Step("hangs", hang, 20, ("f",)),
     ]
     out, lines = tmp_path / "report.json", []
-    monkeypatch.setattr(gpu_check, "LEAST_STEP_S", 1)  # a short budget: 8 s, of which the hanging step takes the rest
-    report = gpu_check.run_checks(steps, out, tmp_path / "run", 8, {"device": "cpu"}, echo=lines.append)
+    report = gpu_check.run_checks(steps, out, tmp_path / "run", 3600, {"device": "cpu"}, echo=lines.append)
     assert json.loads(out.read_text()) == report and report["device"] == "cpu"
     results = by_name_dicts(report["steps"])
-    assert [r["status"] for r in report["steps"]] == [
-        "passed", "passed", "passed", "failed", "skipped", "timed_out", "not_run"]
+    assert [r["status"] for r in report["steps"]] == ["passed", "passed", "passed", "failed", "skipped", "timed_out"]
     assert results["eval"]["questions_per_second"] == 3.0 and results["speed"]["questions_per_second"] == 2.5
     assert "no throughput could be read" in results["speed-without-report"]["rate_error"]
     assert report["questions_per_second_per_device"] == {"eval": 3.0, "speed": 2.5}
     assert report["passed"] == ["eval", "speed", "speed-without-report"]
-    assert report["failed"] == ["fails", "hangs", "too-late"] and report["skipped"] == ["skipped"]
+    assert report["failed"] == ["fails", "hangs"] and report["skipped"] == ["skipped"]
     failed = results["fails"]
     assert failed["returncode"] == 7 and failed["output_tail"] == [f"line {i}" for i in range(25, 40)]
     assert Path(failed["log"]).read_text().count("line") == 40
+    assert failed["command"].startswith(sys.executable)
     assert results["skipped"]["reason"] == "needs a CUDA GPU" and "output_tail" not in results["skipped"]
-    assert results["hangs"]["returncode"] is None and results["hangs"]["reason"].startswith("stopped after")
+    assert results["hangs"]["returncode"] is None and results["hangs"]["reason"] == "stopped after 20 s"
     assert results["hangs"]["output_tail"] == ["working"]  # what it said while it ran, not its reaction to the stop
     assert "reacting to the stop" in Path(results["hangs"]["log"]).read_text()  # stopped with SIGTERM first
-    assert "budget was spent" in results["too-late"]["reason"]
     assert all(r["covers"] == [s.covers[0]] for r, s in zip(report["steps"], steps))
-    assert results["fails"]["command"].startswith(sys.executable)
     grandchild = int(pid_file.read_text())
     alive = psutil.pid_exists(grandchild) and psutil.Process(grandchild).status() != psutil.STATUS_ZOMBIE
     if alive:
         psutil.Process(grandchild).kill()
     assert not alive  # the step's whole process tree was stopped, not only its first process
     assert re.fullmatch(r"eval: passed \(\d+ s, 3\.00 questions/s\)", lines[0]), lines[0]
-    assert lines[-1].startswith("too-late: not_run (0 s; the budget was spent")
+
+
+def test_a_spent_budget_stops_the_running_step_and_leaves_the_rest_not_run(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(gpu_check, "LEAST_STEP_S", 1)
+    steps = [Step("long", python("import time; time.sleep(600)"), 600, ("a",)),
+             Step("next", python("pass"), 60, ("b",))]
+    lines: list = []
+    report = gpu_check.run_checks(steps, tmp_path / "r.json", tmp_path / "run", 3, {}, echo=lines.append)
+    long, late = report["steps"]
+    assert long["status"] == "timed_out" and long["reason"] in ("stopped after 2 s", "stopped after 3 s")  # not 600
+    assert late["status"] == "not_run" and "budget was spent" in late["reason"] and "log" not in late
+    assert report["failed"] == ["long", "next"] and report["budget_s"] == 3
+    assert lines[-1].startswith("next: not_run (0 s; the budget was spent")
 
 
 def by_name_dicts(results: list) -> dict:
