@@ -91,12 +91,16 @@ def load_json(name: str) -> dict[str, Any]:
 def select_captions(captions: list[str], candidates: list[AnswerCandidate], limit: int) -> list[str]:
     """Img2LLM's context: for up to `limit` turns, the next answer candidate from the rarest (the last) backwards,
     wrapping around, contributes the first caption of it not yet taken. Answers found in no caption ("yes")
-    point at the first caption. No caption is added beyond those the answers lead to."""
-    if not candidates:
+    point at the first caption. No caption is added beyond those the answers lead to.
+
+    The walk leaves out the extractor's "no" (kept for answer scoring): the reference walks its top answers plus
+    "yes." only, so the walk starts at "yes" and its turns reach the second most frequent answer."""
+    walk = [c for c in candidates if not (c.kind == "yesno" and c.text != "yes")]
+    if not walk:
         return captions[:limit]
     chosen: list[int] = []
     for turn in range(limit):
-        candidate = candidates[len(candidates) - 1 - turn % len(candidates)]
+        candidate = walk[len(walk) - 1 - turn % len(walk)]
         for index in [i for i in candidate.caption_indices if i < len(captions)] or [0]:
             if index not in chosen:
                 chosen.append(index)
