@@ -169,12 +169,20 @@ def test_caption_hygiene(raw: str, expected: str) -> None:
     assert clean_caption(raw) == expected
 
 
-def test_captions_are_cleaned_where_they_enter_the_pipeline() -> None:
-    pipeline = Pipeline.from_preset("tiny", {"prompt.template": "img2llm_readable"})
-    result = pipeline.answer("What shape is it?", ["A black circle. ", "  a   red square."])
+def test_captions_are_cleaned_where_they_enter_the_pipeline_in_the_offline_preset_only() -> None:
+    from zsvqa.config import PRESETS, preset
+
+    assert [name for name in PRESETS if preset(name).prompt.clean_captions] == ["offline"]
+    captions = ["A black circle. ", "  a   red square."]
+    settings = {"prompt.template": "img2llm_readable", "prompt.clean_captions": "true"}
+    result = Pipeline.from_preset("tiny", settings).answer("What shape is it?", captions)
     assert result.all_captions == ["a black circle", "a red square"]
     assert "Contexts: A black circle. A red square.\n" in result.prompt and ".." not in result.prompt
     assert all(".?" not in e.question for e in result.exemplars)
+    # Off (the paper presets): whitespace tidied, the captions otherwise as written, as the references show them.
+    as_written = Pipeline.from_preset("tiny", {"prompt.template": "img2llm_readable"}).answer("What shape?", captions)
+    assert as_written.all_captions == ["A black circle.", "a red square."]
+    assert "Contexts: A black circle.. A red square..\n" in as_written.prompt
 
 
 @pytest.mark.parametrize("raw,expected", [

@@ -197,6 +197,22 @@ def test_pica_prompt_is_the_reference_format_byte_for_byte() -> None:
     assert PromptBuilder(config)("Why?", ["a cat"], []).text == no_shots
 
 
+def test_exemplar_contexts_keep_the_training_caption_as_written_unless_cleaned(train) -> None:
+    from zsvqa.data import read_questions
+    from zsvqa.retrieval import training_examples
+
+    # PICa shows a COCO training caption unchanged ("Context: %s"): capitals and final period kept.
+    coco = {image_id: ["  A red  bus on a street. ", "a bus"] for image_id in IMAGE_IDS + list(SAME_ANSWERS)}
+    examples = training_examples(read_questions(str(train["questions"]), str(train["annotations"])), coco)
+    assert {e.caption for e in examples} == {"A red bus on a street."}
+    assert examples[0].embedding_text(True) == f"{examples[0].question} a red bus on a street"
+    exemplar = QAExemplar("What is this?", "bus", examples[0].caption)
+    pica = PromptBuilder(preset("pica").prompt)("Why?", ["a cat"], [exemplar]).text
+    assert "Context: A red bus on a street.\n===\nQ: What is this?" in pica
+    cleaned = PromptBuilder(PromptConfig(style="pica", clean_captions=True))("Why?", ["a cat"], [exemplar]).text
+    assert "Context: a red bus on a street\n===\nQ: What is this?" in cleaned
+
+
 def test_pica_preset_is_the_papers_best_setting() -> None:
     config = preset("pica")
     retrieval = config.retrieval

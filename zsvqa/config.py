@@ -109,6 +109,10 @@ class PromptConfig:
     yes_no_exemplars: bool = True
     # UnifiedQA style: captions per passage for Fusion-in-Decoder; None renders one passage with all captions.
     captions_per_passage: int | None = None
+    # Captions (and retrieved exemplars' contexts) lower-cased, without trailing punctuation (normalize.clean_caption),
+    # as the offline preset's templates expect. Off, they are shown as written (whitespace tidied), as the papers'
+    # code shows them: PICa's exemplar contexts keep COCO's capitals and final period.
+    clean_captions: bool = False
 
 
 @dataclass
@@ -456,7 +460,7 @@ def _offline() -> PipelineConfig:
     return PipelineConfig(
         name="offline",
         question_gen=QuestionGenConfig(backend="none"),
-        prompt=PromptConfig(style="plain", template="plain_fewshot", exemplars="none"),
+        prompt=PromptConfig(style="plain", template="plain_fewshot", exemplars="none", clean_captions=True),
         answerer=AnswererConfig(
             selection="calibrated", grounding_weight=3.0, yes_bias=-0.9, yes_bias_do=2.0, generated_choice=True,
             max_new_tokens=6, batch_size=8, dataset_answer_form=True,

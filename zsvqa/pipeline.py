@@ -409,7 +409,7 @@ class Pipeline:
         for index, item in enumerate(items):
             try:
                 check_question(item.question)
-                captions = _clean_captions(item.captions)
+                captions = _clean_captions(item.captions, self.config.prompt.clean_captions)
             except InputError:
                 continue  # the item's _plan below raises it again, in its place
             if captions:
@@ -468,7 +468,7 @@ class Pipeline:
         if image is not None:
             check_image(image)
         torch.manual_seed(self.config.seed)
-        captions = _clean_captions(captions)
+        captions = _clean_captions(captions, self.config.prompt.clean_captions)
         if not captions:
             raise InputError(f"no captions for the question {question!r}: every caption was empty")
         builder, _ = self.prompt_builder, self.answerer  # loaded before any clock starts
@@ -638,8 +638,9 @@ def _image_key(picture: Image.Image) -> str:
     return digest.hexdigest()
 
 
-def _clean_captions(captions: list[str]) -> list[str]:
-    return [c for c in (clean_caption(c) for c in as_texts("captions", captions)) if c]
+def _clean_captions(captions: list[str], clean: bool) -> list[str]:
+    tidied = (clean_caption(c) if clean else " ".join(c.split()) for c in as_texts("captions", captions))
+    return [c for c in tidied if c]
 
 
 def _check_captions(captions: list[str] | str | None) -> list[str]:

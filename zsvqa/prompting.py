@@ -20,6 +20,7 @@ import jinja2
 from zsvqa.candidates import AnswerCandidate
 from zsvqa.config import PromptConfig
 from zsvqa.errors import InputError
+from zsvqa.normalize import clean_caption
 
 PROMPTS_DIR = Path(os.environ.get("ZSVQA_PROMPTS", Path(__file__).resolve().parent.parent / "prompts"))
 
@@ -145,6 +146,8 @@ class PromptBuilder:
             captions = select_captions(captions, candidates, self.config.num_captions)
         captions = captions[: self.config.num_captions]
         exemplars = list(leading or []) + list(exemplars or [])[: self.config.num_exemplars]
+        if self.config.clean_captions:  # a retrieved exemplar's context is its training caption as written
+            exemplars = [dataclasses.replace(e, context=clean_caption(e.context)) for e in exemplars]
         dropped_exemplars = dropped_captions = 0
         while True:
             prompt = self._render(question, captions, exemplars)

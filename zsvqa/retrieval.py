@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 INDEX_FILE = "index.faiss"
 EXAMPLES_FILE = "examples.jsonl"
 META_FILE = "meta.json"
-FORMAT = 2  # of the index files; older indexes must be rebuilt
+# Of the index files; older indexes must be rebuilt. 3: captions stored as written (2 stored them cleaned).
+FORMAT = 3
 QUESTION_SIMILARITY = "question"
 QUESTION_IMAGE_SIMILARITY = "question+image"
 IMAGE_BATCH = 64  # training images decoded at a time
@@ -47,7 +48,8 @@ class TrainingExample:
     caption: str  # a caption of its image ("" when none was given)
 
     def embedding_text(self, with_caption: bool) -> str:
-        return f"{self.question} {self.caption}".strip() if with_caption else self.question
+        # Embedded cleaned, whatever prompt.clean_captions shows: a query's caption matches either way.
+        return f"{self.question} {clean_caption(self.caption)}".strip() if with_caption else self.question
 
     def answer(self, which: str) -> str:
         """The answer an exemplar shows: "first" (the first annotator's) or "most_common"."""
@@ -149,13 +151,14 @@ def build_index(
 
 
 def training_examples(questions: list[VQAQuestion], captions: dict[int, list[str]] | None) -> list[TrainingExample]:
-    """Annotated training questions as examples. Like PICa, an example with an empty question or an empty first
-    answer is never shown (PICa draws a random example in its place; here the next nearest one takes it)."""
+    """Annotated training questions as examples, each with its image's first caption as written (PICa shows COCO's
+    caption unchanged). Like PICa, an example with an empty question or an empty first answer is never shown
+    (PICa draws a random example in its place; here the next nearest one takes it)."""
     if questions and not questions[0].answers:
         raise InputError("indexing needs the training annotations (--annotations)")
     return [
         TrainingExample(
-            q.question_id, q.image_id, q.question, q.answers, clean_caption(((captions or {}).get(q.image_id) or [""])[0])
+            q.question_id, q.image_id, q.question, q.answers, " ".join(((captions or {}).get(q.image_id) or [""])[0].split())
         )
         for q in questions
         if q.question.strip() and q.answers and q.answers[0].strip() and most_common_answer(q.answers).strip()
