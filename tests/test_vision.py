@@ -5,6 +5,7 @@ Their captions are noise: these tests check mechanics, shapes, determinism and e
 
 import dataclasses
 import json
+import shutil
 import zlib
 from types import SimpleNamespace
 
@@ -390,6 +391,44 @@ def test_vision_layer_norms_carry_the_configured_eps() -> None:
     assert len([m for m in pipeline.matcher.model.vision_model.modules() if isinstance(m, torch.nn.LayerNorm)]) == 5
     with pytest.raises(InputError, match="vision_layer_norm_eps must be positive"):
         preset("tiny").with_overrides({"vision_layer_norm_eps": "0"})
+
+
+def lavis_eval_pixels(image: Image.Image, size: int = 384) -> torch.Tensor:
+    """LAVIS's blip_image_eval, worked independently: Resize((size, size), BICUBIC) of the PIL image, ToTensor,
+    Normalize with the CLIP mean and std (torchvision where installed, else PIL and numpy)."""
+    mean, std = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+    try:
+        from torchvision import transforms
+    except ImportError:
+        pixels = np.asarray(image.resize((size, size), Image.BICUBIC), dtype=np.float32) / np.float32(255)
+        normalized = (pixels - np.float32(mean)) / np.float32(std)
+        return torch.from_numpy(np.ascontiguousarray(normalized.transpose(2, 0, 1)))
+    bicubic = transforms.InterpolationMode.BICUBIC
+    lavis = transforms.Compose(
+        [transforms.Resize((size, size), interpolation=bicubic), transforms.ToTensor(), transforms.Normalize(mean, std)]
+    )
+    return lavis(image)
+
+
+def test_blip_pixels_are_lavis_eval_pixels_whether_or_not_torchvision_is_installed(tmp_path) -> None:
+    from transformers import BlipForImageTextRetrieval
+
+    from zsvqa import tiny
+    from zsvqa.matching import load_blip
+
+    # The hub BLIP processors' settings at their 384 px (the tiny model itself is not run here).
+    folder = tmp_path / "blip-384"
+    shutil.copytree(tiny.build("blip-itm"), folder)
+    settings = json.loads((folder / "processor_config.json").read_text())
+    settings["image_processor"]["size"] = {"height": 384, "width": 384}
+    (folder / "processor_config.json").write_text(json.dumps(settings))
+    _, processor = load_blip(BlipForImageTextRetrieval, str(folder), "image-text matching", "--itm-model", "cpu",
+                             "float32", None)
+    image = noise_image(3, size=(640, 480))
+    pixels = processor(images=image, return_tensors="pt").pixel_values[0]
+    assert pixels.shape == (3, 384, 384)
+    # transformers' torchvision image processor is up to 0.015 off on this image (0.13 on a 640x480 photo).
+    torch.testing.assert_close(pixels, lavis_eval_pixels(image), rtol=0, atol=1e-6)  # 0.0 measured
 
 
 def test_image_features_computed_once_per_image(monkeypatch) -> None:

@@ -196,7 +196,7 @@ def load_frozen(
     quantize: str | None = None,
 ) -> tuple[Any, Any]:
     """Load a model for inference (eval mode, no parameter gradients, on `device`, weights in `dtype`) with its
-    tokenizer or processor. `preprocessor_cls` defaults to AutoTokenizer; vision models pass AutoProcessor.
+    tokenizer or processor. `preprocessor_cls` defaults to AutoTokenizer (BLIP: matching.BlipPilProcessor).
     `placement` (from `big_model_placement`) lets accelerate place the weights instead of `device`.
     `quantize` "int8" quantizes every Linear layer (`quantize_int8`), around float32 activations.
     """
