@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 from synthetic_data import IMAGE_IDS, QUESTIONS, write_dataset
 from zsvqa.cli import main
@@ -159,6 +160,27 @@ def test_index_errors_are_clear(train, tmp_path, extra, message) -> None:
 def test_offline_hub_clip_fails_with_the_products_message() -> None:
     with pytest.raises(ModelLoadError, match="--image-embedding-model /path/to/model"):
         load_encoder("clip-ViT-B-32", option="--image-embedding-model")
+
+
+def test_index_reads_images_with_its_presets_exif_setting_and_queries_alike(train, clip_index, tmp_path) -> None:
+    # The offline preset (clip_index's) turns photos upright by their EXIF tag; pica, as PICa's CLIP features,
+    # reads the stored pixels. A query's image is read as the index's images were.
+    assert json.loads((clip_index / "meta.json").read_text())["exif_orientation"] is True
+    out = tmp_path / "pica"
+    result = CliRunner().invoke(main, index_args(train, out, "--preset", "pica", "--images", str(train["images"]),
+                                                 "--embedding-model", "tiny:clip", "--image-embedding-model", "tiny:clip"))
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "meta.json").read_text())["exif_orientation"] is False
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90 degrees
+    phone = tmp_path / "phone.jpg"
+    load_image(image_path(train, 42), exif_orientation=False).save(phone, exif=exif)
+    clip = load_encoder("tiny:clip")
+    stored, upright = (unit(clip.encode([load_image(phone, exif_orientation=on)]))[0] for on in (False, True))
+    assert not np.allclose(stored, upright, atol=1e-3)
+    for index, expected in [(out, stored), (clip_index, upright)]:
+        vector = ExemplarRetriever(RetrievalConfig(index=str(index)))._image_vector(phone)
+        np.testing.assert_allclose(vector[0], expected, atol=1e-5)
 
 
 def test_index_of_an_older_format_is_refused(clip_index, tmp_path) -> None:

@@ -484,8 +484,34 @@ def test_image_modes_and_orientation(tmp_path) -> None:
         assert loaded.mode == "RGB" and loaded.size == image.size
     exif = Image.Exif()
     exif[0x0112] = 6  # rotated 90 degrees: width and height swap when applied
-    rotated = load_image(_save(tmp_path / "r.jpg", noise_image(size=(40, 20)), exif=exif))
-    assert rotated.size == (20, 40)
+    path = _save(tmp_path / "r.jpg", noise_image(size=(40, 20)), exif=exif)
+    assert load_image(path, exif_orientation=True).size == (20, 40)
+    assert load_image(path, exif_orientation=False).size == (40, 20)  # the stored pixels, as LAVIS reads them
+    with Image.open(path) as tagged:
+        tagged.load()
+        assert load_image(tagged, exif_orientation=True).size == (20, 40)
+        assert load_image(tagged, exif_orientation=False).size == (40, 20)
+
+
+def test_exif_orientation_is_applied_in_the_offline_preset_only(tmp_path, monkeypatch) -> None:
+    from zsvqa.config import PRESETS
+
+    assert [name for name in PRESETS if preset(name).exif_orientation] == ["offline"]
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = _save(tmp_path / "phone.jpg", noise_image(size=(80, 40)), exif=exif)
+    for setting, size in [("false", (80, 40)), ("true", (40, 80))]:
+        pipeline = Pipeline(preset("tiny").with_overrides({"exif_orientation": setting}))
+        seen: list[tuple[int, int]] = []
+        for stage in (pipeline.matcher, pipeline.captioner):
+            original = stage.encode_image
+            def recording(image, original=original):  # type: ignore[no-untyped-def]
+                seen.append(image.size)
+                return original(image)
+
+            monkeypatch.setattr(stage, "encode_image", recording)
+        pipeline.caption_image(path, ["what is this?"])
+        assert seen == [size, size]  # both BLIP models see the image one way
 
 
 def test_bad_images_give_clear_errors(tmp_path) -> None:

@@ -198,6 +198,9 @@ class PipelineConfig:
     # LayerNorm epsilon of every BLIP vision transformer loaded: LAVIS's ViT uses 1e-6, while the Hugging Face
     # BLIP checkpoints carry BlipVisionConfig's default 1e-5. None keeps the checkpoint's value.
     vision_layer_norm_eps: float | None = 1e-6
+    # Turn a photo upright by its EXIF orientation tag before any model sees it. LAVIS (and PICa's CLIP features)
+    # read the stored pixels as they are, so the paper presets do not; the offline preset does.
+    exif_orientation: bool = False
 
     def validate(self) -> PipelineConfig:
         _check_types(self)
@@ -459,6 +462,7 @@ def _offline() -> PipelineConfig:
     # Batches of 8 prompts: the same answers as one at a time, faster on a 2-core CPU (README).
     return PipelineConfig(
         name="offline",
+        exif_orientation=True,
         question_gen=QuestionGenConfig(backend="none"),
         prompt=PromptConfig(style="plain", template="plain_fewshot", exemplars="none", clean_captions=True),
         answerer=AnswererConfig(

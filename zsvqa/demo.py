@@ -119,7 +119,7 @@ class Demo:
                 pipeline = self.pipeline(preset_name, overrides)
                 captioned = pipeline.caption_image(image, [question])[0]
                 result = pipeline.answer_captioned(captioned)
-                picture = _rgb(image)
+                picture = _rgb(image, pipeline.config.exif_orientation)  # as the pipeline saw it
                 # matplotlib's pyplot is not thread-safe: drawn under the lock too.
                 heatmap = heatmap_image(picture, result.relevance) if result.relevance else None
             boxes = None
@@ -151,10 +151,10 @@ class Demo:
             return CaptionAnswer(_error(error), "", "")
 
 
-def _rgb(image: Image.Image | str) -> Image.Image:
+def _rgb(image: Image.Image | str, exif_orientation: bool) -> Image.Image:
     from zsvqa.images import load_image
 
-    return load_image(image)
+    return load_image(image, exif_orientation)
 
 
 def _error(error: Exception) -> str:

@@ -304,6 +304,7 @@ class Pipeline:
             "matcher": dataclasses.asdict(self.config.matcher) if self._uses_matcher else None,
             "captioner": dataclasses.asdict(self.config.captioner),
             "vision_layer_norm_eps": self.config.vision_layer_norm_eps,
+            "exif_orientation": self.config.exif_orientation,
             "seed": self.config.seed,
             # Precision changes captions a little: a bfloat16 or int8 run never reuses float32 captions.
             "dtype": self.dtype,
@@ -311,7 +312,7 @@ class Pipeline:
         }
 
     def _caption_image(self, image: str | Path | Image.Image, questions: list[str]) -> list[QuestionCaptions]:
-        picture = load_image(image)
+        picture = load_image(image, self.config.exif_orientation)
         shared: dict[str, float] = {}
         captioner = self.config.captioner
         matcher = self.matcher if self._uses_matcher else None  # loaded before the clock starts

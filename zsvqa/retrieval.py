@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from zsvqa.config import RetrievalConfig
+from zsvqa.config import PipelineConfig, RetrievalConfig
 from zsvqa.data import VQAQuestion, index_images, most_common_answer
 from zsvqa.errors import InputError
 from zsvqa.images import load_image
@@ -82,10 +82,10 @@ def _embed(encoder: Any, items: list[Any], progress: bool = False) -> np.ndarray
     return vectors
 
 
-def _embed_images(encoder: Any, paths: list[Path], progress: bool) -> np.ndarray:
+def _embed_images(encoder: Any, paths: list[Path], progress: bool, exif_orientation: bool) -> np.ndarray:
     batches = range(0, len(paths), IMAGE_BATCH)
     return np.concatenate([
-        _embed(encoder, [load_image(p) for p in paths[start : start + IMAGE_BATCH]])
+        _embed(encoder, [load_image(p, exif_orientation) for p in paths[start : start + IMAGE_BATCH]])
         for start in tqdm(batches, desc="images", unit="batch", disable=not progress)
     ])
 
@@ -97,8 +97,10 @@ def build_index(
     with_captions: bool = False,
     device: str = "cpu",
     images_dir: str | Path | None = None,
+    exif_orientation: bool = PipelineConfig.exif_orientation,
 ) -> Path:
-    """Embed the examples' questions (and, with an image embedding model, their images) and save the index."""
+    """Embed the examples' questions (and, with an image embedding model, their images) and save the index.
+    `exif_orientation` turns the images upright by their EXIF tag; queries read their image the same way."""
     import faiss
 
     if not examples:
@@ -119,6 +121,7 @@ def build_index(
         "image_embedding_model": image_model,
         "images": str(images_dir) if images_dir is not None else None,
         "with_captions": with_captions,
+        "exif_orientation": exif_orientation,
         "count": len(examples),
         "question_dim": vectors.shape[1],
         "image_dim": 0,
@@ -134,7 +137,7 @@ def build_index(
         image_encoder = encoder if image_model == config.embedding_model else load_encoder(
             image_model, device, "--image-embedding-model"
         )
-        image_vectors = _embed_images(image_encoder, [available[i] for i in image_ids], progress=True)
+        image_vectors = _embed_images(image_encoder, [available[i] for i in image_ids], True, exif_orientation)
         row = {image_id: n for n, image_id in enumerate(image_ids)}
         vectors = np.ascontiguousarray(np.hstack([vectors, image_vectors[[row[e.image_id] for e in examples]]]))
         meta["image_dim"] = image_vectors.shape[1]
@@ -209,7 +212,7 @@ class ExemplarRetriever:
         key = None if isinstance(image, Image.Image) else str(image)
         if key is not None and key in self._image_vectors:
             return self._image_vectors[key]
-        vector = _embed(self.image_encoder, [load_image(image)])
+        vector = _embed(self.image_encoder, [load_image(image, self.meta["exif_orientation"])])
         if key is not None:
             self._image_vectors = {key: vector}
         return vector
