@@ -377,6 +377,32 @@ def test_question_mark_stripped_before_itm(matcher: ImageQuestionMatcher) -> Non
     assert int(seen_kept[0].eq(question_mark).sum()) == 6
 
 
+def test_blip_question_processing_in_the_pnp_vqa_presets_only() -> None:
+    from zsvqa.config import PRESETS
+    from zsvqa.normalize import blip_question
+
+    assert [name for name in PRESETS if preset(name).blip_question] == ["pnp-vqa", "pnp-vqa-gqa"]
+    # LAVIS's pre_question by hand: lower case; . ! " ( ) * # : ; ~ removed (not spaced); trailing spaces dropped;
+    # "?" and "," kept; 50 words at most.
+    assert blip_question('What "kind" of dog (breed) is this: a pug?! ') == "what kind of dog breed is this a pug?"
+    assert blip_question("Is it #1, or ~2; *really*?") == "is it 1, or 2 really?"
+    assert blip_question(" ".join(f"w{i}" for i in range(60))) == " ".join(f"w{i}" for i in range(50))
+    question = 'What "kind" of dog is this: a pug?'
+    for setting, itm_text, fid_question in [
+        ("true", "what kind of dog is this a pug", "what kind of dog is this a pug?"),
+        ("false", 'what " kind " of dog is this : a pug', 'what "kind" of dog is this: a pug?'),
+    ]:
+        pipeline = Pipeline(preset("tiny").with_overrides({"blip_question": setting, "prompt.style": "unifiedqa"}))
+        seen, handle = _text_encoder_ids(pipeline.matcher)
+        try:
+            (result,) = pipeline.answer_image(noise_image(), [question])
+        finally:
+            handle.remove()
+        tokenizer = pipeline.matcher.processor.tokenizer
+        assert tokenizer.decode(seen[0][0], skip_special_tokens=True) == itm_text  # then "?" stripped, as LAVIS
+        assert result.prompt.startswith(fid_question + " \\n ") and result.question == question
+
+
 def test_vision_layer_norms_carry_the_configured_eps() -> None:
     def eps_values(model) -> set[float]:
         return {m.eps for m in model.vision_model.modules() if isinstance(m, torch.nn.LayerNorm)}

@@ -201,6 +201,9 @@ class PipelineConfig:
     # Turn a photo upright by its EXIF orientation tag before any model sees it. LAVIS (and PICa's CLIP features)
     # read the stored pixels as they are, so the paper presets do not; the offline preset does.
     exif_orientation: bool = False
+    # LAVIS's BlipQuestionProcessor (normalize.blip_question) on the question the ITM / GradCAM and the answerer
+    # read, as PNP-VQA's eval datasets apply it (text_processor blip_question); the result keeps the question as asked.
+    blip_question: bool = False
 
     def validate(self) -> PipelineConfig:
         _check_types(self)
@@ -390,6 +393,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
 def _pnp_vqa() -> PipelineConfig:
     return PipelineConfig(
         name="pnp-vqa",
+        blip_question=True,
         question_gen=QuestionGenConfig(backend="none"),
         prompt=PromptConfig(style="unifiedqa", exemplars="none", num_captions=100, captions_per_passage=1),
         # LAVIS pnp-vqa eval yamls: greedy answers of at most max_len 20 tokens.

@@ -123,6 +123,16 @@ def clean_answer(raw: str) -> str:
 
 
 _TRAILING_PUNCTUATION = " .,;:!"
+# LAVIS's BlipQuestionProcessor (blip_processors.py, pre_question) removes these characters and keeps 50 words.
+_BLIP_QUESTION_REMOVED = re.compile(r'[.!"()*#:;~]')
+BLIP_QUESTION_MAX_WORDS = 50
+
+
+def blip_question(question: str) -> str:
+    """A question as LAVIS's BlipQuestionProcessor gives it to PNP-VQA: lower case, the characters .!"()*#:;~
+    removed, trailing spaces dropped, at most 50 space-separated words ("?" stays: GradCAM strips it itself)."""
+    words = _BLIP_QUESTION_REMOVED.sub("", question.lower()).rstrip(" ").split(" ")
+    return " ".join(words[:BLIP_QUESTION_MAX_WORDS])
 
 
 def clean_caption(caption: str) -> str:

@@ -29,7 +29,7 @@ from zsvqa.grounding import CaptionGrounder
 from zsvqa.images import check_image_path, load_image
 from zsvqa.matching import ImageFeatures, ImageQuestionMatcher
 from zsvqa.models import resolve_dtype
-from zsvqa.normalize import clean_caption
+from zsvqa.normalize import blip_question, clean_caption
 from zsvqa.prompting import PromptBuilder, QAExemplar, chat_overhead_tokens, chat_prompt
 from zsvqa.question_generation import QuestionGenerator, SyntheticQA
 from zsvqa.retrieval import ExemplarRetriever
@@ -305,6 +305,7 @@ class Pipeline:
             "captioner": dataclasses.asdict(self.config.captioner),
             "vision_layer_norm_eps": self.config.vision_layer_norm_eps,
             "exif_orientation": self.config.exif_orientation,
+            "blip_question": self.config.blip_question,
             "seed": self.config.seed,
             # Precision changes captions a little: a bfloat16 or int8 run never reuses float32 captions.
             "dtype": self.dtype,
@@ -333,7 +334,7 @@ class Pipeline:
         matches = [None] * len(questions)
         if captioner.relevance == "gradcam":
             with timed(shared, "relevance"):
-                matches = self.matcher(match_features, questions)
+                matches = self.matcher(match_features, [self._model_question(q) for q in questions])
         results = []
         for question, match in zip(questions, matches):
             # Image-level work is shared: each question carries its part of it.
@@ -365,6 +366,10 @@ class Pipeline:
                 )
             )
         return results
+
+    def _model_question(self, question: str) -> str:
+        """The question as the matcher and the prompt read it (LAVIS's BlipQuestionProcessor with blip_question)."""
+        return blip_question(question) if self.config.blip_question else question
 
     def _seed_for(self, question: str) -> int:
         """A per-question seed: reproducible whatever the order or grouping of questions."""
@@ -498,11 +503,11 @@ class Pipeline:
         requests = []
         for block in blocks:
             with timed(timings, "prompt"):
-                prompt = builder(question, captions, block, use_candidates, leading)
+                prompt = builder(self._model_question(question), captions, block, use_candidates, leading)
                 content_free = None
                 if self.config.answerer.selection == "calibrated":
                     # The input made content-free is the image: the question stays, what describes the image goes.
-                    content_free = builder(question, [CONTENT_FREE_INPUT], [])
+                    content_free = builder(self._model_question(question), [CONTENT_FREE_INPUT], [])
                 if self.config.answerer.chat_template:
                     prompt = chat_prompt(prompt, self.lm.tokenizer)
                     content_free = content_free and chat_prompt(content_free, self.lm.tokenizer)
