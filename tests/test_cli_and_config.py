@@ -182,6 +182,11 @@ def test_presets_are_fresh_valid_and_paper_faithful() -> None:
     pnp = preset("pnp-vqa")
     assert (pnp.captioner.num_patches, pnp.captioner.num_captions, pnp.answerer.kind) == (20, 100, "fid")
     assert preset("img2llm").question_gen.backend == "t5" and preset("img2llm").captioner.filter_threshold == 0.5
+    # The caption run behind Img2Prompt's numbers (run_okvqa.sh line 17: ..._sam_p1_min10_max20_cap100_npatch20_rp1_
+    # t1_topk50): top-k 50 sampling, top_p 1 (generate's default: the captioner passes none), 10 to 20 tokens.
+    img2llm_captions = preset("img2llm").captioner
+    assert (img2llm_captions.decoding, img2llm_captions.top_k) == ("sample", 50)
+    assert (img2llm_captions.min_length, img2llm_captions.max_length) == (10, 20)
     # Where the papers' other benchmarks differ: LAVIS gqa_eval_large.yaml (num_captions_fid 5), Img2LLM's A-OKVQA
     # run with its OK-VQA prompt (no yes/no exemplars); every other setting is the base preset's.
     gqa, aok = preset("pnp-vqa-gqa"), preset("img2llm-aokvqa")
