@@ -66,7 +66,7 @@ def yesno_forms(data: str, runs: tuple[str, ...]) -> None:
         path = Path(run) / "predictions.jsonl"
         if not path.is_file():
             raise InputError(f"no predictions.jsonl in {run!r}")
-        predictions[Path(run).name] = read_predictions(path)
+        predictions[run] = read_predictions(path)  # named as given: two runs may share a folder name
     grounder = CaptionGrounder()
     rows: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for question in dataset.questions:
