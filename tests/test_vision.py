@@ -137,8 +137,10 @@ def test_matcher_gradcam_equals_an_independent_computation() -> None:
         assert len(words) == word_count
         per_word = torch.stack([(attention[b, :, t] * gradient[b, :, t].clamp(min=0)).mean(0) for t in words])
         expected = per_word.mean(0)[1:].reshape(4, 4)  # column 0 is the image [CLS]
-        assert expected.abs().max() > 0
-        torch.testing.assert_close(cams[b], expected, rtol=1e-5, atol=1e-9)
+        # Random weights give tiny gradients (about 1e-12 here): compare relative to the map's own size.
+        scale = float(expected.abs().max())
+        assert scale > 0
+        torch.testing.assert_close(cams[b], expected, rtol=1e-4, atol=1e-4 * scale)
 
 
 def test_gradcam_layer_out_of_range_is_a_clear_error() -> None:
