@@ -20,7 +20,9 @@ from zsvqa.cli import main
 from zsvqa.config import CaptionerConfig, MatcherConfig, preset
 from zsvqa.errors import InputError, ModelLoadError
 from zsvqa.images import load_image
-from zsvqa.matching import ImageQuestionMatcher, MatchResult, enc_token_id, full_backward_gradcam, patch_grid
+from zsvqa.matching import (
+    ImageQuestionMatcher, MatchResult, enc_token_id, full_backward_gradcam, gradcam_map, patch_grid,
+)
 from zsvqa.pipeline import Pipeline
 
 QUESTIONS = ["what is the man riding?", "is it red?", "how many dogs are in the park today?"]
@@ -63,6 +65,83 @@ def test_relevance_shape_from_config_sums_to_one_and_batches(matcher: ImageQuest
     # Batching does not change the answer for a question.
     alone = matcher(features, QUESTIONS[2:])[0]
     torch.testing.assert_close(alone.relevance, results[2].relevance, rtol=1e-4, atol=1e-7)
+
+
+def test_gradcam_map_worked_by_hand() -> None:
+    # [batch 2, heads 2, text 4, 1 + 2 patches]: column 0 is the image [CLS], columns 1-2 the patch grid (1, 2).
+    # Text 0 is the [ENC] token, then the question's tokens, then [SEP] (and padding in the second question).
+    # Special and padding tokens carry big products, so averaging them in would show.
+    special = [[1.0, 1.0, 1.0]], [[9.0, 9.0, 9.0]]  # (attention, gradient) rows: product 9
+    padding = [[1.0, 1.0, 1.0]], [[6.0, 6.0, 6.0]]  # product 6
+    attention, gradient = torch.zeros(2, 2, 4, 3), torch.zeros(2, 2, 4, 3)
+
+    def put(b: int, h: int, t: int, a: list[float], g: list[float]) -> None:
+        attention[b, h, t], gradient[b, h, t] = torch.tensor(a), torch.tensor(g)
+
+    for b, h in [(0, 0), (0, 1), (1, 0), (1, 1)]:
+        put(b, h, 0, special[0][0], special[1][0])  # [ENC]
+    for h in (0, 1):
+        put(0, h, 3, special[0][0], special[1][0])  # question 0: [SEP]
+        put(1, h, 2, special[0][0], special[1][0])  # question 1: [SEP], then padding
+        put(1, h, 3, padding[0][0], padding[1][0])
+    # Question 0, tokens 1 and 2; products are attention x clamp(gradient, min=0):
+    put(0, 0, 1, [1, 2, 1], [5, 1, -3])  # -> [5, 2, 0]
+    put(0, 1, 1, [1, 1, 1], [5, 4, 2])  # -> [5, 4, 2]; mean over the heads: [5, 3, 1]
+    put(0, 0, 2, [1, 1, 2], [5, 2, 1])  # -> [5, 2, 2]
+    put(0, 1, 2, [1, 2, 1], [5, -1, 2])  # -> [5, 0, 2]; mean over the heads: [5, 1, 2]
+    # Mean over the two question tokens: [5, 2, 1.5]; without the [CLS] column: [2, 1.5].
+    # Question 1, token 1 only:
+    put(1, 0, 1, [1, 1, 2], [1, 3, 2])  # -> [1, 3, 4]
+    put(1, 1, 1, [2, 1, 1], [1, 1, -4])  # -> [2, 1, 0]; mean over the heads: [1.5, 2, 2] -> map [2, 2]
+    question_tokens = torch.tensor([[0, 1, 1, 0], [0, 1, 0, 0]])
+    expected = torch.tensor([[[2.0, 1.5]], [[2.0, 2.0]]])
+    # What each wrong map would give, for question 0: no clamp [1.5, 0.75]; max over heads [3, 2]; special tokens
+    # averaged in [5.5, 5.25]; the last patch column dropped instead of [CLS] [5, 2].
+    torch.testing.assert_close(gradcam_map(attention, gradient, question_tokens, (1, 2)), expected, rtol=0, atol=1e-6)
+
+
+def test_matcher_gradcam_equals_an_independent_computation() -> None:
+    # Through the matcher (block 0 of the tiny model's 2: at the last block the [ENC] output, which the ITM head
+    # reads, no longer depends on the words' cross-attention): the expected map comes from that block's attention
+    # and its gradient of the match logit, taken by a hook written here, over the question's word pieces found by
+    # token id (not by the tokenizer's masks); the second question is padded.
+    matcher = ImageQuestionMatcher(preset("tiny").matcher)
+    features = matcher.encode_image(noise_image())
+    questions = ["what is the man riding?", "is it red?"]
+    _, cams = matcher._gradcam(features, questions)
+
+    tokens = matcher._tokenize_questions(questions)
+    kept: dict[str, torch.Tensor] = {}
+
+    def keep_as_leaf(module, args, output):  # type: ignore[no-untyped-def]
+        kept["attention"] = output.detach().requires_grad_(True)
+        return kept["attention"]
+
+    block = matcher.model.text_encoder.encoder.layer[0].crossattention.self
+    handle = block.dropout.register_forward_hook(keep_as_leaf)
+    try:
+        with torch.enable_grad():
+            hidden = matcher.model.text_encoder(
+                input_ids=tokens.input_ids, attention_mask=tokens.attention_mask,
+                encoder_hidden_states=features.embeds.expand(len(questions), -1, -1),
+            ).last_hidden_state
+            match = matcher.model.itm_head(hidden[:, 0])[:, 1]
+            (gradient,) = torch.autograd.grad(match.sum(), kept["attention"])
+    finally:
+        handle.remove()
+    attention = kept["attention"].detach()
+    assert not tokens.attention_mask[1].all()  # padded
+    tokenizer = matcher.processor.tokenizer
+    not_words = {tokenizer.pad_token_id, tokenizer.sep_token_id, tokenizer.cls_token_id, matcher.first_token_id}
+    for b, word_count in enumerate([5, 3]):  # "what is the man riding", "is it red": "?" is stripped
+        words = [t for t, token_id in enumerate(tokens.input_ids[b].tolist()) if token_id not in not_words]
+        assert len(words) == word_count
+        per_word = torch.stack([(attention[b, :, t] * gradient[b, :, t].clamp(min=0)).mean(0) for t in words])
+        expected = per_word.mean(0)[1:].reshape(4, 4)  # column 0 is the image [CLS]
+        # Random weights give tiny gradients (about 1e-12 here): compare relative to the map's own size.
+        scale = float(expected.abs().max())
+        assert scale > 0
+        torch.testing.assert_close(cams[b], expected, rtol=1e-4, atol=1e-4 * scale)
 
 
 def test_gradcam_layer_out_of_range_is_a_clear_error() -> None:
@@ -242,6 +321,17 @@ def test_filter_tops_up_until_n_captions_pass(captioner_config, monkeypatch) -> 
     assert (result.generated, result.filtered_out) == (16, 7) and sum(map(len, scorer_calls)) == 16
     # Without a scorer the threshold is not applied.
     assert captioner(captioner.encode_image(noise_image()), torch.full((4, 4), 1 / 16), 0).filtered_out == 0
+
+
+def test_caption_exactly_on_the_filter_threshold_is_kept(captioner_config, monkeypatch) -> None:
+    # LAVIS img2prompt_vqa.py forward_cap keeps a caption when itm_score >= 0.5: exactly 0.5 passes, just under
+    # it does not.
+    captioner = PatchCaptioner(dataclasses.replace(captioner_config, filter_threshold=0.5, max_top_up_rounds=0))
+    _numbered_captions(monkeypatch, captioner)
+    on_and_under = lambda texts: [0.5 if int(t.split()[1]) % 2 == 0 else 0.4999 for t in texts]  # noqa: E731
+    result = captioner(captioner.encode_image(noise_image()), torch.full((4, 4), 1 / 16), 0, on_and_under)
+    assert result.captions == ["caption 000", "caption 002", "caption 004", "caption 006"]  # 8 decoded, one round
+    assert [r.score for r in result.removed] == [0.4999] * 4
 
 
 def test_filter_rounds_are_bounded_and_keep_the_best_when_none_pass(captioner_config, monkeypatch) -> None:

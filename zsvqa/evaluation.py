@@ -13,12 +13,16 @@ from typing import Any, Callable
 
 from tqdm import tqdm
 
+from zsvqa import wordnet
 from zsvqa.aokvqa import ChoiceMapper, direct_answer_accuracy, submission, summarize_aokvqa
 from zsvqa.data import VQADataset, VQAQuestion, check_captions_cover
 from zsvqa.distributed import Shard, assign_images, barrier, finish, start
 from zsvqa.errors import InputError
-from zsvqa.gqa import gqa_accuracy, predictions, summarize_gqa
-from zsvqa.metric import ScoredQuestion, lemmatized_vqa_accuracy, summarize, vqa_accuracy
+from zsvqa.gqa import gqa_accuracy, gqa_accuracy_lavis, predictions, summarize_gqa
+from zsvqa.metric import (
+    ScoredQuestion, lemmatize_answer, lemmatized_vqa_accuracy, summarize, summarize_records, vqa_accuracy,
+    vqa_accuracy_lavis,
+)
 from zsvqa.normalize import okvqa_answer
 from zsvqa.outputs import check_output_dir, locked_run_folder, write_atomic
 from zsvqa.pipeline import EMPTY_QUESTION, Pipeline, QuestionCaptions
@@ -167,6 +171,26 @@ def score_question(question: VQAQuestion, answer: str, lemmatized: bool, dataset
     return (lemmatized_vqa_accuracy if lemmatized else vqa_accuracy)(answer, question.answers)
 
 
+def lavis_metrics(dataset: VQADataset, records: list[dict[str, Any]], lemmatized: bool) -> dict[str, Any]:
+    """The papers' scorer beside the official one (README "Scoring"), summarized as the official one is: LAVIS's
+    VQA accuracy (of the lemmatized prediction with --lemmatized, as Img2LLM's OK-VQA figure) or GQA score.
+    A-OKVQA's papers used A-OKVQA's own scorer: nothing is added there."""
+    questions = {q.question_id: q for q in dataset.questions}
+
+    def rescored(score: Callable[[VQAQuestion, str], float]) -> list[dict[str, Any]]:
+        return [{**r, "accuracy": 0.0 if r.get("error") else score(questions[r["question_id"]], r["answer"])}
+                for r in records]
+
+    if dataset.name == "gqa":
+        gqa = rescored(lambda q, a: gqa_accuracy_lavis(a, q.answers[0]))
+        return {"gqa_accuracy_lavis": summarize_gqa(gqa, questions)}
+    if dataset.name == "aokvqa":
+        return {}
+    prediction = lemmatize_answer if lemmatized else str
+    vqa = rescored(lambda q, a: vqa_accuracy_lavis(prediction(a), q.answers))
+    return {"vqa_accuracy_lavis": summarize_records(vqa, questions, "vqa-accuracy-lavis (prediction always normalized)")}
+
+
 class Evaluator:
     """Runs a pipeline over a dataset split into an output folder."""
 
@@ -183,6 +207,8 @@ class Evaluator:
     ) -> None:
         if lemmatized and dataset.name != "okvqa":
             raise InputError("the lemmatized accuracy is an OK-VQA variant; use it with --dataset okvqa")
+        if lemmatized:
+            wordnet.load()  # its absence is reported before any work
         if score_choices and dataset.name != "aokvqa":
             raise InputError("--score-choices ranks A-OKVQA's multiple choices; use it with --dataset aokvqa")
         if score_choices and pipeline.config.answerer.kind != "causal":
@@ -402,6 +428,7 @@ class Evaluator:
 
     def _save_metrics(self, metrics: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
         metrics["errors"] = sum(1 for r in records if r.get("error"))
+        metrics.update(lavis_metrics(self.dataset, records, self.lemmatized))
         write_atomic(self.out_dir / METRICS_FILE, json.dumps(metrics, indent=2))
         return metrics
 
