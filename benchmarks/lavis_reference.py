@@ -6,18 +6,20 @@ and question, and records what they give.
 Runs in the venv of ../shared/lavis-bench (LAVIS 1.0.2, transformers 4.25.1), never in the project's:
 
     bash ../shared/lavis-bench/setup.sh                  # once
-    /tmp/lavis-bench/venv/bin/python benchmarks/lavis_reference.py --size tiny --out tests/fixtures/lavis_tiny
+    /tmp/lavis-bench/venv/bin/python benchmarks/lavis_reference.py --size tiny \
+        --out tests/fixtures/lavis_tiny
     /tmp/lavis-bench/venv/bin/python benchmarks/lavis_reference.py --size base --out /tmp/lavis-eq
 
 `benchmarks/lavis_equivalence.py` runs the base size itself and compares; the tiny size is the committed test
 fixture (tests/test_lavis_checkpoint.py), compressed with xz to stay small.
 
-Sizes: "tiny" (a 1-block ViT of width 64 on 24x24-pixel images with 1-pixel patches, so the 24x24 patch grid and the
-12 cross-attention heads that LAVIS's compute_gradcam assumes hold; BERT of width 24 from med_config.json, 9 blocks
-for the ITM, so that block 7 has one after it (in the last block only the ITM's [ENC] token reaches the head, and
-GradCAM averages the question's other tokens), 2 for the captioner), "base" (ViT-B/16 at 384 px with med_config.json, BLIP's base
-configuration, and pnp_vqa_base.yaml's UnifiedQA T5-base), "large" (pnp_vqa_large.yaml as it is: ViT-L/16,
-med_large_config.json, T5-large).
+Sizes:
+- "tiny": a 1-block ViT of width 64 on 24x24-pixel images with 1-pixel patches, so that the 24x24 patch grid and
+  the 12 cross-attention heads LAVIS's compute_gradcam assumes hold; BERTs of width 24 from med_config.json, 9
+  blocks for the ITM (block 7 needs one after it: in the last block only the [ENC] token reaches the ITM head, and
+  GradCAM averages the question's other tokens), 2 for the captioner;
+- "base": ViT-B/16 at 384 px with med_config.json (BLIP base), and pnp_vqa_base.yaml's UnifiedQA T5-base;
+- "large": pnp_vqa_large.yaml as it is (ViT-L/16, med_large_config.json, T5-large).
 Written to --out: itm.pth and captioner.pth ({"model": state_dict}, as LAVIS's checkpoints), image.png,
 reference.pt (LAVIS's outputs), and t5/ (above tiny: the FiD's T5 as a Hugging Face directory).
 """
@@ -34,6 +36,9 @@ import tempfile
 import types
 from typing import Any
 
+# transformers 4.25 turns T5's SentencePiece model into a fast tokenizer through protobuf code generated for
+# protobuf 3; the pure-Python protobuf still reads it.
+os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUESTION = "what is the man riding?"
 BLOCK = 7  # PNP-VQA's GradCAM block (the eval yamls' block_num)

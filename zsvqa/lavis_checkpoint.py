@@ -77,15 +77,17 @@ def converted_lavis(cls: Any, source: ModelSource, role: str, option: str) -> Mo
         return source
     path = Path(source.location)
 
+    what = f"the {role} model {source.name!r}"
+
     def convert(staging: Path) -> None:
-        write_converted(read_state_dict(path, role, source.name), cls, layout, staging, f"the {role} model {source.name!r}")
+        write_converted(read_state_dict(path, what), cls, layout, staging, what)
 
     key = f"lavis-v{CONVERSION_VERSION}:{cls.__name__}:{file_identity(path)}"
     target = cached_conversion(path.stem, key, convert, f"{source.name} from a LAVIS checkpoint into {cls.__name__}")
     return ModelSource(source.name, str(target))
 
 
-def read_state_dict(path: Path, role: str, name: str) -> dict[str, torch.Tensor]:
+def read_state_dict(path: Path, what: str) -> dict[str, torch.Tensor]:
     """The tensors of a LAVIS checkpoint: its "model" entry, or the file itself if it is a bare state dict.
     Memory-mapped where the file allows (ViT-L checkpoints with their momentum encoders pass 1.5 GB)."""
     try:
@@ -98,13 +100,13 @@ def read_state_dict(path: Path, role: str, name: str) -> dict[str, torch.Tensor]
     except Exception as error:  # torch.load raises UnpicklingError, RuntimeError, EOFError, ... on other files
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ModelLoadError(
-            f"the {role} model {name!r} is a file, but neither a .gguf file nor a LAVIS checkpoint that torch.load "
+            f"{what} is a file, but neither a .gguf file nor a LAVIS checkpoint that torch.load "
             f"reads ({reason}); give a model directory, a hub id or a LAVIS BLIP .pth file"
         ) from error
     state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
     tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)} if isinstance(state, dict) else {}
     if not tensors:
-        raise ModelLoadError(f"the {role} model {name!r} holds no state dict (a dict of tensors, or one under 'model')")
+        raise ModelLoadError(f"{what} holds no state dict (a dict of tensors, or one under 'model')")
     return tensors
 
 
