@@ -229,9 +229,11 @@ def numeric_settings() -> list[str]:
 
 
 def test_every_numeric_setting_has_a_range() -> None:
-    # answerer.yes_bias is a log-odds offset: any real number, negative ones included (the offline preset's is).
-    assert preset("offline").with_overrides({"answerer.yes_bias": "-1e3"}).answerer.yes_bias == -1000.0
-    keys = [key for key in numeric_settings() if key != "answerer.yes_bias"]
+    # answerer.yes_bias and yes_bias_do are log-odds offsets: any real number, negative ones included.
+    offsets = ("answerer.yes_bias", "answerer.yes_bias_do")
+    for key in offsets:
+        assert preset("offline").with_overrides({key: "-1e3"}).to_flat_dict()[key] == -1000.0
+    keys = [key for key in numeric_settings() if key not in offsets]
     assert len(keys) == len(MINIMUMS) + 1 and "captioner.filter_threshold" in keys  # + vision_layer_norm_eps
     for key in keys:
         assert key in MINIMUMS or key == "vision_layer_norm_eps"
