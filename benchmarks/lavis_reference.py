@@ -270,7 +270,8 @@ def fid_outputs(model: Any, samples: dict[str, Any], num_captions: int) -> dict[
     tokens = qa.tokenizer(passages, padding="longest", truncation=True, return_tensors="pt")
     ids, mask = tokens.input_ids.unsqueeze(0), tokens.attention_mask.unsqueeze(0)
     sequence = qa.generate(input_ids=ids, attention_mask=mask, num_beams=1, min_length=0, max_length=QA_MAX_LEN)
-    logits = qa(input_ids=ids, attention_mask=mask, decoder_input_ids=sequence[:, :-1], return_dict=True).logits
+    # return_dict=False: LAVIS's T5EncoderWrapper hands back a tuple, which T5's dict output cannot take.
+    logits = qa(input_ids=ids, attention_mask=mask, decoder_input_ids=sequence[:, :-1], return_dict=False)[0]
     logprobs = logits.log_softmax(-1).gather(-1, sequence[:, 1:, None])[0, :, 0]
     return {"captions": samples["captions"][0], "passages": passages, "passage_ids": tokens.input_ids,
             "answer": answers[0], "answer_ids": sequence[0, 1:], "answer_logprobs": logprobs}

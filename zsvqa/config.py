@@ -396,9 +396,10 @@ def _pnp_vqa() -> PipelineConfig:
         blip_question=True,
         question_gen=QuestionGenConfig(backend="none"),
         prompt=PromptConfig(style="unifiedqa", exemplars="none", num_captions=100, captions_per_passage=1),
-        # LAVIS pnp-vqa eval yamls: greedy answers of at most max_len 20 tokens.
+        # LAVIS pnp-vqa eval yamls: greedy answers with max_len 20, which counts T5's decoder start token: 19 new
+        # tokens at most (benchmarks/lavis_equivalence.py).
         answerer=AnswererConfig(
-            model="allenai/unifiedqa-v2-t5-large-1363200", kind="fid", max_prompt_tokens=None, max_new_tokens=20
+            model="allenai/unifiedqa-v2-t5-large-1363200", kind="fid", max_prompt_tokens=None, max_new_tokens=19
         ),
     )
 
