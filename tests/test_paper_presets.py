@@ -35,7 +35,7 @@ PNP_VQA: dict[str, Any] = {
     "answerer.kind": "fid",  # pnp_unifiedqav2_fid
     "answerer.model": "allenai/unifiedqa-v2-t5-large-1363200",  # pnp_vqa_large.yaml question_answering_model
     "answerer.selection": "generate",  # inference_method: "generate", num_beams: 1
-    "answerer.max_new_tokens": 20,  # max_len: 20
+    "answerer.max_new_tokens": 19,  # max_len: 20, which counts T5's decoder start token (lavis_reference.py)
     "vision_layer_norm_eps": 1e-6,  # LAVIS's ViT builds its LayerNorms with eps=1e-6
 }
 
