@@ -37,10 +37,13 @@ import click
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from zsvqa.cli import ScriptCommand, configure_logging  # noqa: E402
+
 TOLERANCE = 1e-5
 
 
-@click.command(help=__doc__)
+@click.command(cls=ScriptCommand, help=__doc__)
 @click.option("--size", type=click.Choice(["base", "large"]), default="base", show_default=True)
 @click.option("--work", type=click.Path(path_type=Path), default=Path("/tmp/zsvqa-lavis-equivalence"),
               show_default=True, help="where LAVIS's checkpoints, outputs and zsvqa's conversions go")
@@ -50,11 +53,15 @@ TOLERANCE = 1e-5
 @click.option("--num-captions", default=10, show_default=True, help="captions LAVIS samples for the FiD passages")
 @click.option("--reuse", is_flag=True, help="compare with LAVIS outputs already in --work (no LAVIS run)")
 def main(size: str, work: Path, lavis_python: str, harness: str | None, num_captions: int, reuse: bool) -> None:
+    configure_logging(False)
     work = work / size
     if not (reuse and (work / "reference.pt").exists()):
+        if not Path(lavis_python).exists():
+            raise click.ClickException(f"no LAVIS venv at {lavis_python}: run bash ../shared/lavis-bench/setup.sh")
         command = ["nice", "-n", "19", lavis_python, str(ROOT / "benchmarks" / "lavis_reference.py"), "--size", size,
                    "--out", str(work), "--num-captions", str(num_captions)]
-        subprocess.run(command + (["--harness", harness] if harness else []), check=True)
+        if subprocess.run(command + (["--harness", harness] if harness else [])).returncode:
+            raise click.ClickException("LAVIS's side (benchmarks/lavis_reference.py) failed; its output is above")
     os.environ["ZSVQA_CACHE"] = str(work / "cache")  # the conversions stay with this run
     rows = compare(work)
     print_table(rows, size)
