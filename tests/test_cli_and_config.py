@@ -181,6 +181,7 @@ def test_presets_are_fresh_valid_and_paper_faithful() -> None:
         assert preset(name).name == name
     pnp = preset("pnp-vqa")
     assert (pnp.captioner.num_patches, pnp.captioner.num_captions, pnp.answerer.kind) == (20, 100, "fid")
+    assert pnp.answerer.max_new_tokens == 19  # LAVIS's max_len 20 counts T5's decoder start token
     assert preset("img2llm").question_gen.backend == "t5" and preset("img2llm").captioner.filter_threshold == 0.5
     # Where the papers' other benchmarks differ: LAVIS gqa_eval_large.yaml (num_captions_fid 5), Img2LLM's A-OKVQA
     # run with its OK-VQA prompt (no yes/no exemplars); every other setting is the base preset's.
