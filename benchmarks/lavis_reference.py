@@ -259,8 +259,8 @@ def caption_outputs(captioner: Any, embeds: Any, gradcam: Any) -> dict[str, Any]
 
 
 def fid_outputs(model: Any, samples: dict[str, Any], num_captions: int) -> dict[str, Any]:
-    """forward_qa's answer, and the log-probability of each of its tokens under LAVIS's FiD (its own forward over
-    the passages padded to the longest and concatenated, as generate sees them)."""
+    """forward_qa's answer, and LAVIS's FiD log-probabilities over the whole vocabulary at each of its tokens (its own
+    forward over the passages padded to the longest and concatenated, as generate sees them)."""
     import torch
 
     answers = model.forward_qa(samples, num_beams=1, max_len=QA_MAX_LEN, min_len=0, internal_bsz_fid=1,
@@ -272,7 +272,7 @@ def fid_outputs(model: Any, samples: dict[str, Any], num_captions: int) -> dict[
     sequence = qa.generate(input_ids=ids, attention_mask=mask, num_beams=1, min_length=0, max_length=QA_MAX_LEN)
     # return_dict=False: LAVIS's T5EncoderWrapper hands back a tuple, which T5's dict output cannot take.
     logits = qa(input_ids=ids, attention_mask=mask, decoder_input_ids=sequence[:, :-1], return_dict=False)[0]
-    logprobs = logits.log_softmax(-1).gather(-1, sequence[:, 1:, None])[0, :, 0]
+    logprobs = logits.log_softmax(-1)[0]  # [answer tokens, vocabulary]
     return {"captions": samples["captions"][0], "passages": passages, "passage_ids": tokens.input_ids,
             "answer": answers[0], "answer_ids": sequence[0, 1:], "answer_logprobs": logprobs}
 

@@ -181,6 +181,7 @@ def test_presets_are_fresh_valid_and_paper_faithful() -> None:
         assert preset(name).name == name
     pnp = preset("pnp-vqa")
     assert (pnp.captioner.num_patches, pnp.captioner.num_captions, pnp.answerer.kind) == (20, 100, "fid")
+    assert pnp.answerer.max_new_tokens == 19  # LAVIS's max_len 20 counts T5's decoder start token
     assert preset("img2llm").question_gen.backend == "t5" and preset("img2llm").captioner.filter_threshold == 0.5
     # The caption run behind Img2Prompt's numbers (run_okvqa.sh line 17: ..._sam_p1_min10_max20_cap100_npatch20_rp1_
     # t1_topk50): top-k 50 sampling, top_p 1 (generate's default: the captioner passes none), 10 to 20 tokens.
