@@ -232,10 +232,21 @@ def test_results_table_has_one_number_format_per_column(ablate, tmp_path) -> Non
     ]
 
 
-@pytest.mark.parametrize("script", ["ablate", "speed", "scaling", "batching", "lavis_equivalence"])
+@pytest.mark.parametrize("script", ["ablate", "speed", "scaling", "batching", "lavis_equivalence", "precision"])
 def test_usage_line_names_the_script_once(script) -> None:
     result = run_script(f"benchmarks/{script}.py", "--help")
     assert result.returncode == 0 and result.stdout.startswith(f"Usage: {script}.py [OPTIONS]\n")
+
+
+def test_precision_shares_count_distinct_reference_captions() -> None:
+    import torch
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # it imports speed.py, as when run from benchmarks/
+    precision = load_script("precision")
+    # Two of the reference's three distinct captions are in the other set; a repeat counts once.
+    assert precision.shared_share(["a", "b", "c", "a"], ["b", "a", "x"]) == 2 / 3
+    assert precision.shared_share([], ["a"]) == 0.0
+    assert precision.top_patches(torch.arange(30.0).reshape(5, 6)) == set(range(10, 30))
 
 
 def test_category_accuracy_matches_string_and_integer_ids_by_spelling(ablate) -> None:
