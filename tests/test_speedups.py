@@ -14,7 +14,7 @@ from zsvqa.captioning import PatchCaptioner
 from zsvqa.config import AnswererConfig, preset
 from zsvqa.errors import InputError
 from zsvqa.matching import ImageQuestionMatcher
-from zsvqa.models import quantize_int8, resolve_dtype
+from zsvqa.models import resolve_dtype, resolve_quantize
 from zsvqa.pipeline import Pipeline
 
 PASSAGES = [
@@ -67,6 +67,18 @@ def test_length_bucketed_fid_encoding_equals_one_padded_batch(monkeypatch) -> No
     assert padded < one_masks[0].numel() and padded - real_tokens <= (one_masks[0].numel() - real_tokens) / 2
     lengths = [int(m.sum(1).max()) for m in bucket_masks]
     assert lengths == sorted(lengths)
+
+
+@pytest.mark.parametrize("capabilities, expected", [
+    ({"avx512_bf16": True, "amx_bf16": False}, "int8"),  # AVX512-BF16 without AMX: bfloat16 with int8 decoders
+    ({"avx512_bf16": True, "amx_bf16": True}, None),  # AMX: bfloat16 alone (int8 measured slower)
+    ({"avx2": True}, "int8"),  # neither: float32 with int8 decoders
+])
+def test_auto_quantize_follows_the_cpu(monkeypatch, capabilities, expected) -> None:
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities)
+    assert resolve_quantize("auto", "cpu") == expected
+    assert resolve_quantize("auto", "cuda") is None and resolve_quantize(None, "cpu") is None
+    assert resolve_quantize("int8", "cpu") == "int8"
 
 
 def test_auto_dtype_is_bfloat16_only_where_the_hardware_runs_it(monkeypatch) -> None:

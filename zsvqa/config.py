@@ -24,7 +24,7 @@ ANSWER_SELECTIONS = ("generate", "score", "calibrated")
 EXEMPLAR_ANSWERS = ("first", "most_common")
 CAPTION_DECODINGS = ("sample", "greedy", "beam")
 DTYPES = ("float32", "bfloat16", "float16", "auto")
-QUANTIZATIONS = ("int8",)
+QUANTIZATIONS = ("int8", "auto")
 
 
 @dataclass
@@ -192,7 +192,8 @@ class PipelineConfig:
     dtype: str = "float32"
     # "int8": dynamic int8 quantization (torch.ao) of the Linear layers of the text decoders (the captioner's BLIP
     # decoder, T5 question generation, a seq2seq or FiD answerer); those run in float32 around the int8 weights.
-    # CPU only. Outputs change slightly: tests/test_speedups.py measures by how much.
+    # CPU only. Outputs change slightly: tests/test_speedups.py measures by how much. "auto" picks per machine
+    # what measured fastest (`zsvqa.models.resolve_quantize`): int8 on CPUs without AMX, none with AMX or on a GPU.
     quantize: str | None = None
     seed: int = 0
     # LayerNorm epsilon of every BLIP vision transformer loaded: LAVIS's ViT uses 1e-6, while the Hugging Face
@@ -249,7 +250,7 @@ class PipelineConfig:
             )
         if self.vision_layer_norm_eps is not None and not self.vision_layer_norm_eps > 0:
             raise InputError(f"vision_layer_norm_eps must be positive or none; got {self.vision_layer_norm_eps}")
-        if self.quantize is not None and not self.device.startswith("cpu"):
+        if self.quantize not in (None, "auto") and not self.device.startswith("cpu"):
             raise InputError(f"quantize={self.quantize} runs on the CPU only (torch.ao dynamic quantization); on "
                              f"{self.device} use --dtype bfloat16, or answerer.load_in for the LLM")
         if self.answerer.load_in not in (None, "8bit", "4bit"):

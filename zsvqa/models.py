@@ -234,6 +234,15 @@ def resolve_dtype(dtype: str, device: str) -> str:
     return "bfloat16" if device.startswith("cpu") and cpu_runs_bfloat16() else "float32"
 
 
+def resolve_quantize(quantize: str | None, device: str) -> str | None:
+    """The quantization `quantize` stands for on `device`. "auto" is int8 on CPUs without AMX, where int8 decoders
+    measured fastest (README "Speed per CPU"), and none on AMX CPUs (AMX bfloat16 beats int8 there) or GPUs."""
+    if quantize != "auto":
+        return quantize
+    capabilities = getattr(torch.cpu, "get_capabilities", dict)()
+    return "int8" if device.startswith("cpu") and not capabilities.get("amx_bf16") else None
+
+
 def cpu_runs_bfloat16() -> bool:
     """Whether this CPU has bfloat16 matrix instructions (x86: AMX-BF16 or AVX512-BF16)."""
     capabilities = getattr(torch.cpu, "get_capabilities", dict)()
