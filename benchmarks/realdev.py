@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ablate import write_tables  # noqa: E402
 from zsvqa.cli import ScriptCommand, configure_logging, model_options, overrides_from  # noqa: E402
 from zsvqa.config import preset  # noqa: E402
-from zsvqa.data import load_dataset, read_captions_file  # noqa: E402
+from zsvqa.datasets import load_dataset, read_captions_file  # noqa: E402
 from zsvqa.errors import InputError  # noqa: E402
 from zsvqa.evaluation import evaluate, read_predictions  # noqa: E402
 from zsvqa.outputs import check_output_dir  # noqa: E402

@@ -199,7 +199,7 @@ def test_batched_generation_and_scoring_equal_one_at_a_time_on_gemma(monkeypatch
 
 def test_eval_batches_across_images_with_the_same_results(tmp_path, monkeypatch) -> None:
     from synthetic_data import write_dataset
-    from zsvqa.data import load_dataset
+    from zsvqa.datasets import load_dataset
     from zsvqa.evaluation import Evaluator, _chunks
 
     data = write_dataset(tmp_path / "data")

@@ -11,7 +11,7 @@ from synthetic_data import CAPTIONS, IMAGE_IDS, QUESTIONS, write_dataset
 from zsvqa.captioning import PatchCaptioner
 from zsvqa.cli import main
 from zsvqa.config import RetrievalConfig, preset
-from zsvqa.data import VQADataset, VQAQuestion, load_dataset, read_captions_file, read_questions, select
+from zsvqa.datasets import VQADataset, VQAQuestion, load_dataset, read_captions_file, read_questions, select
 from zsvqa.errors import InputError
 from zsvqa.evaluation import Evaluator, evaluate, read_predictions
 from zsvqa.matching import ImageQuestionMatcher

@@ -21,7 +21,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from zsvqa.config import RetrievalConfig
-from zsvqa.data import VQAQuestion, index_images, most_common_answer
+from zsvqa.datasets import VQAQuestion, index_images, most_common_answer
 from zsvqa.errors import InputError
 from zsvqa.images import load_image
 from zsvqa.normalize import clean_caption

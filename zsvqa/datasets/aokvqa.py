@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from zsvqa.data import VQAQuestion, image_key, read_json
+from zsvqa.datasets.base import DatasetFormat, ScoringOptions, VQAQuestion, image_key, read_json
 from zsvqa.errors import InputError
 from zsvqa.normalize import normalize_vqa_answer, normalize_whitespace
 
@@ -166,3 +166,36 @@ def submission(records: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
         }
         for r in records
     }
+
+
+class AOKVQA(DatasetFormat):
+    """Direct answers scored as the official evaluation does; each free answer also mapped to a choice."""
+
+    name = "aokvqa"
+    carries_answers = True
+    has_choices = True
+
+    def __init__(self, options: ScoringOptions = ScoringOptions()) -> None:
+        super().__init__(options)
+        self.choice_mapper = ChoiceMapper(options.embedding_model, options.device)
+
+    def read(self, questions_path: str | Path, annotations_path: str | Path | None) -> tuple[list[VQAQuestion], bool]:
+        return read_aokvqa(questions_path)
+
+    def image_name(self, image_id: int | str) -> str:
+        return f"{image_id}.jpg" if isinstance(image_id, str) else f"{image_id:012d}.jpg"
+
+    def score(self, question: VQAQuestion, answer: str) -> float:
+        return direct_answer_accuracy(answer, question.answers)
+
+    def summarize(self, records: list[dict[str, Any]], questions: dict[Any, VQAQuestion]) -> dict[str, Any]:
+        return summarize_aokvqa(records, questions, self.options.embedding_model)
+
+    def submission(self, records: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+        return submission(records)
+
+    def prepare(self) -> None:
+        self.choice_mapper.load()
+
+    def answer_fields(self, question: VQAQuestion, answer: str) -> dict[str, Any]:
+        return {"choice_embedding": self.choice_mapper(answer, question.choices)}
