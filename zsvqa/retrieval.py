@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from zsvqa.config import RetrievalConfig
 from zsvqa.datasets import VQAQuestion, index_images, most_common_answer
+from zsvqa.embedding import embed, load_encoder
 from zsvqa.errors import InputError
 from zsvqa.images import load_image
 from zsvqa.normalize import clean_caption
@@ -60,30 +61,10 @@ class Retrieved:
     similarity: str  # what ranked them: QUESTION_IMAGE_SIMILARITY or QUESTION_SIMILARITY
 
 
-def load_encoder(name: str, device: str = "cpu", option: str = "--embedding-model") -> Any:
-    """A sentence-transformers model by hub id, local directory, bundled:NAME or tiny:NAME, with the product's
-    errors. CLIP models encode both texts and PIL images."""
-    from sentence_transformers import SentenceTransformer
-
-    from zsvqa.models import load_pretrained, resolve
-
-    return load_pretrained(SentenceTransformer, resolve(name, role="embedding"), "embedding", option, device=device)
-
-
-def _embed(encoder: Any, items: list[Any], progress: bool = False) -> np.ndarray:
-    """L2-normalised embeddings (texts or images), float32, one row each."""
-    import faiss
-
-    vectors = encoder.encode(items, batch_size=64, convert_to_numpy=True, show_progress_bar=progress)
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    faiss.normalize_L2(vectors)
-    return vectors
-
-
 def _embed_images(encoder: Any, paths: list[Path], progress: bool) -> np.ndarray:
     batches = range(0, len(paths), IMAGE_BATCH)
     return np.concatenate([
-        _embed(encoder, [load_image(p) for p in paths[start : start + IMAGE_BATCH]])
+        embed(encoder, [load_image(p) for p in paths[start : start + IMAGE_BATCH]])
         for start in tqdm(batches, desc="images", unit="batch", disable=not progress)
     ])
 
@@ -110,7 +91,7 @@ def build_index(
     if images_dir is not None and not image_model:
         raise InputError("--images needs an image embedding model, e.g. --image-embedding-model clip-ViT-B-32")
     encoder = load_encoder(config.embedding_model, device)
-    vectors = _embed(encoder, [e.embedding_text(with_captions) for e in examples], progress=True)
+    vectors = embed(encoder, [e.embedding_text(with_captions) for e in examples], progress=True)
     meta: dict[str, Any] = {
         "format": FORMAT,
         "embedding_model": config.embedding_model,
@@ -206,14 +187,14 @@ class ExemplarRetriever:
         key = None if isinstance(image, Image.Image) else str(image)
         if key is not None and key in self._image_vectors:
             return self._image_vectors[key]
-        vector = _embed(self.image_encoder, [load_image(image)])
+        vector = embed(self.image_encoder, [load_image(image)])
         if key is not None:
             self._image_vectors = {key: vector}
         return vector
 
     def query_vector(self, question: str, caption: str = "", image: str | Path | Image.Image | None = None) -> np.ndarray:
         text = TrainingExample(0, 0, question, [], caption).embedding_text(self.meta["with_captions"])
-        vector = _embed(self.encoder, [text])
+        vector = embed(self.encoder, [text])
         if self.meta["image_dim"]:
             image_part = (
                 self._image_vector(image)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from zsvqa.datasets.base import DatasetFormat, ScoringOptions, VQAQuestion, image_key, read_json
+from zsvqa.embedding import embed, load_encoder
 from zsvqa.errors import InputError
 from zsvqa.normalize import normalize_vqa_answer, normalize_whitespace
 
@@ -114,8 +115,6 @@ class ChoiceMapper:
 
     def load(self) -> Any:
         """The encoder; a run loads it before its first question, so a model that cannot load stops it before work."""
-        from zsvqa.retrieval import load_encoder
-
         if self._encoder is None:
             self._encoder = load_encoder(self.model, self.device, option="--set retrieval.embedding_model")
         return self._encoder
@@ -125,9 +124,7 @@ class ChoiceMapper:
         exact = [c for c in choices if _normal(c) == _normal(answer)]
         if exact or not answer.strip():
             return exact[0] if exact else choices[0]  # an empty answer says nothing: the first choice, as a guess
-        from zsvqa.retrieval import _embed
-
-        vectors = _embed(self.load(), [answer, *choices])
+        vectors = embed(self.load(), [answer, *choices])
         similarities = vectors[1:] @ vectors[0]
         return choices[int(similarities.argmax())]  # ties go to the first choice
 
