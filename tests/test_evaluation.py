@@ -233,13 +233,13 @@ def test_text_side_cache_keys_on_what_the_questions_depend_on(tmp_path) -> None:
     cache = IntermediateCache(tmp_path / "cache.sqlite")
     captions = CAPTIONS[42]
     llm = preset("tiny").with_overrides({"question_gen.backend": "llm"})
-    Pipeline(llm, cache)._text_side(captions, {})
+    Pipeline(llm, cache)._text_sides([captions], [{}], [[]])
     misses = cache.misses
-    Pipeline(llm, cache)._text_side(captions, {})  # same settings: a hit
+    Pipeline(llm, cache)._text_sides([captions], [{}], [[]])  # same settings: a hit
     assert cache.misses == misses
-    Pipeline(llm.with_overrides({"answerer.max_new_tokens": "3"}), cache)._text_side(captions, {})
+    Pipeline(llm.with_overrides({"answerer.max_new_tokens": "3"}), cache)._text_sides([captions], [{}], [[]])
     assert cache.misses == misses + 1  # another LLM setting writes other questions
-    Pipeline(llm.with_overrides({"prompt.num_exemplars": "1"}), cache)._text_side(captions, {})
+    Pipeline(llm.with_overrides({"prompt.num_exemplars": "1"}), cache)._text_sides([captions], [{}], [[]])
     assert cache.misses == misses + 1  # a prompt-only change reuses them
 
 
@@ -531,10 +531,10 @@ def test_cached_stages_are_timed_zero_and_named(data, tmp_path) -> None:
     assert set(vision) <= set(result.cached) and result.timings["answer"] > 0
     assert all(result.timings[stage] == 0.0 for stage in result.cached)
     # The text side (candidates, synthetic questions) from the cache is named the same way.
-    Pipeline(preset("tiny"), IntermediateCache(cache))._text_side(CAPTIONS[42], {})
+    Pipeline(preset("tiny"), IntermediateCache(cache))._text_sides([CAPTIONS[42]], [{}], [[]])
     timings: dict[str, float] = {}
     cached: list[str] = []
-    Pipeline(changed, IntermediateCache(cache))._text_side(CAPTIONS[42], timings, cached)
+    Pipeline(changed, IntermediateCache(cache))._text_sides([CAPTIONS[42]], [timings], [cached])
     assert cached == ["candidates", "question_generation"] and timings == dict.fromkeys(cached, 0.0)
 
 

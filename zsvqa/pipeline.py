@@ -249,18 +249,13 @@ class Pipeline:
             if captions:
                 raise InputError("give either an image or captions, not both")
             return self.answer_image(image, [question])[0]
-        return self.answer_from_captions(question, _check_captions(captions), {})
+        return self.answer_captioned(QuestionCaptions(question, _check_captions(captions)))
 
     def answer_image(self, image: str | Path | Image.Image, questions: list[str] | str) -> list[VQAResult]:
         """Answer several questions about one image; its vision features are computed once for all of them, and
         their synthetic questions and answers are batched. A single string is one question (the result is still a
         list)."""
-        answered = []
-        for result in self.answer_captioned_many(self.caption_image(image, questions), image=image):
-            if isinstance(result, InputError):
-                raise result
-            answered.append(result)
-        return answered
+        return [_raised(result) for result in self.answer_captioned_many(self.caption_image(image, questions), image)]
 
     def answer_captioned(
         self,
@@ -269,15 +264,8 @@ class Pipeline:
         image: str | Path | Image.Image | None = None,
         choices: list[str] | None = None,
     ) -> VQAResult:
-        """The text half on the vision half's output; `image` serves image-similarity exemplar retrieval; given
-        `choices` are also ranked by the LM's log-likelihood after the answer's prompt."""
-        check_type("captioned", captioned, QuestionCaptions, "a QuestionCaptions (from caption_image)")
-        result = self.answer_from_captions(
-            captioned.question, captioned.captions, dict(captioned.timings), exemplars, image, list(captioned.cached),
-            choices,
-        )
-        result.itm_score, result.relevance = captioned.itm_score, captioned.relevance
-        return result
+        """`answer_captioned_many` for one question (a batch of one): bad input raises its InputError."""
+        return _raised(self.answer_captioned_many([captioned], image, [choices], exemplars=exemplars)[0])
 
     def caption_image(self, image: str | Path | Image.Image, questions: list[str] | str) -> list[QuestionCaptions]:
         """The vision half: relevance, question-guided captions and the optional ITM filter, per question.
@@ -369,39 +357,26 @@ class Pipeline:
         """A per-question seed: reproducible whatever the order or grouping of questions."""
         return (self.config.seed * 1_000_003 + zlib.crc32(question.encode("utf-8"))) % (2**31 - 1)
 
-    def answer_from_captions(
-        self,
-        question: str,
-        captions: list[str],
-        timings: dict[str, float],
-        exemplars: list[QAExemplar] | None = None,
-        image: str | Path | Image.Image | None = None,
-        cached: list[str] | None = None,
-        choices: list[str] | None = None,
-    ) -> VQAResult:
-        """The text half: candidates, exemplars, prompt, answer. `exemplars` replaces the configured ones; `image`
-        (when given) adds image similarity to exemplar retrieval; `cached` names stages read from the disk cache.
-
-        With retrieved exemplars and `retrieval.n_ensemble` > 1, each block of exemplars gets its own prompt and
-        the answer with the highest log-probability wins (PICa's ensemble).
-        """
-        plan = self._plan(question, captions, timings, exemplars, image, cached)
-        with timed(timings, "answer"):
-            answers = self.answerer.answer_many(plan.requests)
-        return self._finish(plan, answers, choices)
-
     def answer_captioned_many(
         self,
         items: list[QuestionCaptions],
         image: str | Path | Image.Image | None = None,
         choices: list[list[str] | None] | None = None,
         images: list[str | Path | Image.Image | None] | None = None,
+        exemplars: list[QAExemplar] | None = None,
     ) -> list[VQAResult | InputError]:
-        """`answer_captioned` for several questions (an image's, or several images' with `images` naming each
-        item's), their prompts answered together in batches of `answerer.batch_size`; a question with bad input
-        gets its InputError in place of a result."""
+        """The one answering path: the text half on the vision half's output for a batch of questions (an image's,
+        or several images' with `images` naming each item's; `image` serves image-similarity exemplar retrieval),
+        their prompts answered together in batches of `answerer.batch_size`. Given `choices` are also ranked by the
+        LM's log-likelihood after each answer's prompt; given `exemplars` replace the configured ones. A question
+        with bad input gets its InputError in place of a result.
+
+        With retrieved exemplars and `retrieval.n_ensemble` > 1, each block of exemplars gets its own prompt and
+        the answer with the highest log-probability wins (PICa's ensemble).
+        """
         for item in items:
             check_type("captioned", item, QuestionCaptions, "a QuestionCaptions (from caption_image)")
+        _check_exemplars(exemplars)
         _ = self.prompt_builder, self.answerer  # the language model loads first (see load_models)
         timings = [dict(item.timings) for item in items]
         cached = [list(item.cached) for item in items]
@@ -423,7 +398,7 @@ class Pipeline:
             picture = images[index] if images is not None else image
             try:
                 plans.append(self._plan(
-                    item.question, item.captions, timings[index], None, picture, cached[index], sides.get(index)
+                    item.question, item.captions, timings[index], exemplars, picture, cached[index], sides.get(index)
                 ))
             except InputError as error:
                 plans.append(error)
@@ -455,25 +430,20 @@ class Pipeline:
         timings: dict[str, float],
         exemplars: list[QAExemplar] | None,
         image: str | Path | Image.Image | None,
-        cached: list[str] | None,
-        text_side: tuple[list[AnswerCandidate], SyntheticQA] | None = None,
+        cached: list[str],
+        text_side: tuple[list[AnswerCandidate], SyntheticQA] | None,
     ) -> _Plan:
-        """Everything before the LM answers: checks, candidates, exemplars and the prompts (one per exemplar block).
-        `text_side`: the captions' candidates and synthetic QA, where the caller made them already."""
+        """Everything before the LM answers: checks, exemplars and the prompts (one per exemplar block), from the
+        captions' text side (candidates and synthetic QA)."""
         question = check_question(question)
-        if exemplars is not None:
-            check_type("exemplars", exemplars, (list, tuple), "a list of QAExemplar")
-            for index, exemplar in enumerate(exemplars):
-                check_type(f"exemplars[{index}]", exemplar, QAExemplar, "a QAExemplar")
         if image is not None:
             check_image(image)
         torch.manual_seed(self.config.seed)
         captions = _clean_captions(captions)
-        if not captions:
+        if not captions or text_side is None:
             raise InputError(f"no captions for the question {question!r}: every caption was empty")
-        builder, _ = self.prompt_builder, self.answerer  # loaded before any clock starts
-        cached = list(cached or [])
-        candidates, synthetic = text_side or self._text_side(captions, timings, cached)
+        builder = self.prompt_builder
+        candidates, synthetic = text_side
         settings = self.config.prompt
         leading: list[QAExemplar] = []
         similarity = None
@@ -535,13 +505,8 @@ class Pipeline:
             given_choice_scores=given_choice_scores,
         )
 
-    def _text_side(
-        self, captions: list[str], timings: dict[str, float], cached: list[str] | None = None
-    ) -> tuple[list[AnswerCandidate], SyntheticQA]:
-        return self._text_sides([captions], [timings], [cached])[0]
-
     def _text_sides(
-        self, caption_sets: list[list[str]], timings: list[dict[str, float]], cached: list[list[str] | None]
+        self, caption_sets: list[list[str]], timings: list[dict[str, float]], cached: list[list[str]]
     ) -> list[tuple[list[AnswerCandidate], SyntheticQA]]:
         """Answer candidates and synthetic QA for each caption set, from memory or the disk cache where an
         earlier question made them; the question generator writes all the missing sets' questions at once."""
@@ -571,8 +536,7 @@ class Pipeline:
             for stage, used in (("candidates", needs_candidates), ("question_generation", needs_exemplars)):
                 if used:
                     timings[index][stage] = 0.0
-                    if cached[index] is not None:
-                        cached[index].append(stage)
+                    cached[index].append(stage)
         candidates: dict[tuple[str, ...], list[AnswerCandidate]] = {key: [] for key in missing}
         if needs_candidates and missing:
             extractor = self.candidate_extractor  # loaded before the clock starts
@@ -640,6 +604,20 @@ def _image_key(picture: Image.Image) -> str:
 
 def _clean_captions(captions: list[str]) -> list[str]:
     return [c for c in (clean_caption(c) for c in as_texts("captions", captions)) if c]
+
+
+def _check_exemplars(exemplars: list[QAExemplar] | None) -> None:
+    if exemplars is not None:
+        check_type("exemplars", exemplars, (list, tuple), "a list of QAExemplar")
+        for index, exemplar in enumerate(exemplars):
+            check_type(f"exemplars[{index}]", exemplar, QAExemplar, "a QAExemplar")
+
+
+def _raised(result: VQAResult | InputError) -> VQAResult:
+    """A batch's result for a caller that asked for one question: its error raised."""
+    if isinstance(result, InputError):
+        raise result
+    return result
 
 
 def _check_captions(captions: list[str] | str | None) -> list[str]:
