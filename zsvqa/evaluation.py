@@ -16,9 +16,10 @@ from tqdm import tqdm
 from zsvqa.datasets import ScoringOptions, VQADataset, VQAQuestion, check_captions_cover, dataset_format
 from zsvqa.distributed import Shard, assign_images, barrier, finish, start
 from zsvqa.errors import InputError
+from zsvqa.inputs import EMPTY_QUESTION
 from zsvqa.locations import cache_dir
 from zsvqa.outputs import check_output_dir, locked_run_folder, write_atomic
-from zsvqa.pipeline import EMPTY_QUESTION, Pipeline, QuestionCaptions
+from zsvqa.pipeline import Pipeline, QuestionCaptions
 
 log = logging.getLogger(__name__)
 
