@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ablate import write_tables  # noqa: E402
 from zsvqa.cli import ScriptCommand, configure_logging, model_options, overrides_from  # noqa: E402
 from zsvqa.config import preset  # noqa: E402
-from zsvqa.datasets import load_dataset, read_captions_file  # noqa: E402
+from zsvqa.datasets import dataset_format, load_dataset, read_captions_file  # noqa: E402
 from zsvqa.errors import InputError  # noqa: E402
 from zsvqa.evaluation import evaluate, read_predictions  # noqa: E402
 from zsvqa.outputs import check_output_dir  # noqa: E402
@@ -68,6 +68,18 @@ def metrics_row(set_name: str, variant: str, metrics: dict[str, Any], records: l
         "seconds_per_question": sum(seconds) / len(seconds) if seconds else None,
         "errors": metrics.get("errors", 0),
     }
+
+
+def with_okvqa_form(variant: str, dataset: Any, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """A baseline's OK-VQA row with the preset's answer form (lemmas, no articles) applied to the same predictions:
+    what the form alone is worth, next to what the rest of the preset adds."""
+    okvqa = dataset_format("okvqa")
+    questions = {q.question_id: q for q in dataset.questions}
+    rescored = [
+        {**r, "accuracy": okvqa.score(questions[r["question_id"]], okvqa.answer_form(r["answer"]))}
+        for r in records if not r.get("error")
+    ]
+    return metrics_row("okvqa", f"{variant} + OK-VQA answer form", okvqa.summarize(rescored, questions), records)
 
 
 @click.command(cls=ScriptCommand)
@@ -116,6 +128,8 @@ def realdev(out: str, data: str, sets: str, baselines: bool, limit: int | None, 
             )
             records = list(read_predictions(run / "predictions.jsonl").values())
             rows.append(metrics_row(name, variant, summary.metrics or {}, records))
+            if name == "okvqa" and not variant_config.answerer.dataset_answer_form:
+                rows.append(with_okvqa_form(variant, dataset, records))
     columns = list(rows[0])
     Path(out).mkdir(parents=True, exist_ok=True)
     write_tables(rows, columns, Path(out))

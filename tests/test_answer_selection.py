@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import CAPTIONS
-from zsvqa.answering import Answerer, FrozenLM, answer_choices, question_kind
+from zsvqa.answering import Answerer, FrozenLM, Generation, answer_choices, question_kind
 from zsvqa.candidates import AnswerCandidate
 from zsvqa.config import AnswererConfig, PromptConfig, QuestionGenConfig
 from zsvqa.errors import InputError
@@ -77,6 +77,11 @@ def test_answer_choices_by_kind() -> None:
     # A colour is dropped from an object answer only where the bare object is offered too.
     riding = answer_choices("what is he riding?", ["red bicycle", "bicycle", "black triangle", "hot dog", "dog"])
     assert list(riding) == ["bicycle", "black triangle", "hot dog", "dog"]
+    # A bare colour answers only a question that speaks of colour; a colour that names a thing stays.
+    assert list(answer_choices("What is the man riding?", ["red", "bicycle", "orange"])) == ["bicycle", "orange"]
+    assert "red" in answer_choices("What colour does the hydrant have?", ["hydrant", "red"])
+
+
 
 
 class ScriptedLM:
@@ -164,12 +169,20 @@ def test_caption_hygiene(raw: str, expected: str) -> None:
     assert clean_caption(raw) == expected
 
 
-def test_captions_are_cleaned_where_they_enter_the_pipeline() -> None:
-    pipeline = Pipeline.from_preset("tiny", {"prompt.template": "img2llm_readable"})
-    result = pipeline.answer("What shape is it?", ["A black circle. ", "  a   red square."])
+def test_captions_are_cleaned_where_they_enter_the_pipeline_in_the_offline_preset_only() -> None:
+    from zsvqa.config import PRESETS, preset
+
+    assert [name for name in PRESETS if preset(name).prompt.clean_captions] == ["offline"]
+    captions = ["A black circle. ", "  a   red square."]
+    settings = {"prompt.template": "img2llm_readable", "prompt.clean_captions": "true"}
+    result = Pipeline.from_preset("tiny", settings).answer("What shape is it?", captions)
     assert result.all_captions == ["a black circle", "a red square"]
     assert "Contexts: A black circle. A red square.\n" in result.prompt and ".." not in result.prompt
     assert all(".?" not in e.question for e in result.exemplars)
+    # Off (the paper presets): whitespace tidied, the captions otherwise as written, as the references show them.
+    as_written = Pipeline.from_preset("tiny", {"prompt.template": "img2llm_readable"}).answer("What shape?", captions)
+    assert as_written.all_captions == ["A black circle.", "a red square."]
+    assert "Contexts: A black circle.. A red square..\n" in as_written.prompt
 
 
 @pytest.mark.parametrize("raw,expected", [
@@ -225,3 +238,27 @@ def test_shared_prefix_is_encoded_once_and_changes_nothing(causal: FrozenLM) -> 
         del causal._head_cache
     assert len(heads) == 6 and len(set(heads)) == 1  # one head for all prompts
     assert computed[1] is computed[2] is causal._head[1]  # computed once, then copied
+
+
+class GeneratingLM:
+    """Stands in for a causal FrozenLM: generates a fixed answer and scores every continuation the same."""
+
+    config = AnswererConfig()
+
+    def __init__(self, generated: str) -> None:
+        self.generated = generated
+
+    def generate_one(self, prompt: str, shared_prefix: int = 0) -> Generation:
+        return Generation(self.generated, -1.0, 1)
+
+    def score(self, prompt: str, continuations: list[str], shared_prefix: int = 0) -> list[float]:
+        return [-1.0] * len(continuations)
+
+
+def test_a_generated_bare_colour_joins_only_colour_questions() -> None:
+    prompt = Prompt("Context: a man riding a red bicycle. Question: q Answer:", [], [], [])
+    answerer = Answerer(GeneratingLM("red"), "score", generated_choice=True)  # type: ignore[arg-type]
+    assert set(answerer(prompt, "what is the man riding?", ["bicycle"]).choice_scores) == {"bicycle"}
+    assert set(answerer(prompt, "what is the colour here?", ["bicycle"]).choice_scores) == {"bicycle", "red"}
+    assert set(Answerer(GeneratingLM("bike"), "score", generated_choice=True)(  # type: ignore[arg-type]
+        prompt, "what is the man riding?", ["bicycle"]).choice_scores) == {"bicycle", "bike"}

@@ -1,5 +1,6 @@
 """The package's shape: no import cycle anywhere in zsvqa/, function-level imports included (a lazy import only
-hides a cycle until the function runs). Read from the source with `ast`, nothing imported."""
+hides a cycle until the function runs); no function over 60 lines; a pipeline module that only composes. Read from
+the source with `ast`, nothing imported."""
 
 import ast
 from pathlib import Path
@@ -134,3 +135,34 @@ def test_the_cycle_check_finds_lazy_relative_and_package_cycles(tmp_path) -> Non
     (package / "a.py").write_text("import os\n")
     (package / "sub" / "__init__.py").write_text("")
     assert cycles(import_graph(package)) == []
+
+
+MAX_FUNCTION_LINES = 60  # decorators and docstring included
+MAX_PIPELINE_LINES = 300
+
+
+def long_functions(root: Path, limit: int) -> list[str]:
+    """Every function or method under `root` longer than `limit` lines, as "path:line name (n lines)"."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                start = min([d.lineno for d in node.decorator_list] + [node.lineno])
+                length = node.end_lineno - start + 1
+                if length > limit:
+                    found.append(f"{path.relative_to(root.parent)}:{node.lineno} {node.name} ({length} lines)")
+    return found
+
+
+def test_functions_are_short_and_the_pipeline_only_composes() -> None:
+    assert not long_functions(ROOT, MAX_FUNCTION_LINES)
+    assert len((ROOT / "pipeline.py").read_text(encoding="utf-8").splitlines()) < MAX_PIPELINE_LINES
+
+
+def test_the_length_check_counts_decorators_and_nested_functions(tmp_path) -> None:
+    package = tmp_path / "pkg"
+    package.mkdir()
+    body = "\n".join(f"    x{n} = {n}" for n in range(4))
+    (package / "m.py").write_text(f"@staticmethod\ndef outer():\n{body}\n    def inner():\n        return 1\n")
+    assert long_functions(package, 8) == []  # outer: its decorator, def, four lines and inner's two
+    assert long_functions(package, 7) == ["pkg/m.py:2 outer (8 lines)"]

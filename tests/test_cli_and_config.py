@@ -181,7 +181,13 @@ def test_presets_are_fresh_valid_and_paper_faithful() -> None:
         assert preset(name).name == name
     pnp = preset("pnp-vqa")
     assert (pnp.captioner.num_patches, pnp.captioner.num_captions, pnp.answerer.kind) == (20, 100, "fid")
+    assert pnp.answerer.max_new_tokens == 19  # LAVIS's max_len 20 counts T5's decoder start token
     assert preset("img2llm").question_gen.backend == "t5" and preset("img2llm").captioner.filter_threshold == 0.5
+    # The caption run behind Img2Prompt's numbers (run_okvqa.sh line 17: ..._sam_p1_min10_max20_cap100_npatch20_rp1_
+    # t1_topk50): top-k 50 sampling, top_p 1 (generate's default: the captioner passes none), 10 to 20 tokens.
+    img2llm_captions = preset("img2llm").captioner
+    assert (img2llm_captions.decoding, img2llm_captions.top_k) == ("sample", 50)
+    assert (img2llm_captions.min_length, img2llm_captions.max_length) == (10, 20)
     # Where the papers' other benchmarks differ: LAVIS gqa_eval_large.yaml (num_captions_fid 5), Img2LLM's A-OKVQA
     # run with its OK-VQA prompt (no yes/no exemplars); every other setting is the base preset's.
     gqa, aok = preset("pnp-vqa-gqa"), preset("img2llm-aokvqa")
@@ -224,9 +230,11 @@ def numeric_settings() -> list[str]:
 
 
 def test_every_numeric_setting_has_a_range() -> None:
-    # answerer.yes_bias is a log-odds offset: any real number, negative ones included (the offline preset's is).
-    assert preset("offline").with_overrides({"answerer.yes_bias": "-1e3"}).answerer.yes_bias == -1000.0
-    keys = [key for key in numeric_settings() if key != "answerer.yes_bias"]
+    # answerer.yes_bias and yes_bias_do are log-odds offsets: any real number, negative ones included.
+    offsets = ("answerer.yes_bias", "answerer.yes_bias_do")
+    for key in offsets:
+        assert preset("offline").with_overrides({key: "-1e3"}).to_flat_dict()[key] == -1000.0
+    keys = [key for key in numeric_settings() if key not in offsets]
     assert len(keys) == len(MINIMUMS) + 1 and "captioner.filter_threshold" in keys  # + vision_layer_norm_eps
     for key in keys:
         assert key in MINIMUMS or key == "vision_layer_norm_eps"

@@ -13,7 +13,7 @@ from zsvqa.datasets.aokvqa import ChoiceMapper, direct_answer_accuracy, read_aok
 from zsvqa.cli import main
 from zsvqa.datasets import VQAQuestion, image_key, load_dataset, read_id_list, select
 from zsvqa.evaluation import read_predictions
-from zsvqa.datasets.gqa import gqa_accuracy, summarize_gqa
+from zsvqa.datasets.gqa import gqa_accuracy, gqa_accuracy_lavis, summarize_gqa
 
 # (prediction, direct answers, accuracy): min(1, matches / 3), compared after the VQA answer normalization.
 DIRECT_ANSWER_TABLE = [
@@ -32,11 +32,17 @@ def test_aokvqa_direct_answer_accuracy_table(prediction, answers, expected) -> N
     assert direct_answer_accuracy(prediction, answers) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("prediction,answer,expected", [
-    ("yes", "yes", 1.0), ("Yes.", "yes", 1.0), ("a cup", "cup", 1.0), ("cups", "cup", 0.0), ("blue", "red", 0.0),
+# (prediction, answer, the project's score: both normalized, LAVIS's: the prediction normalized, the answer raw)
+@pytest.mark.parametrize("prediction,answer,expected,lavis", [
+    ("yes", "yes", 1.0, 1.0), ("Yes.", "yes", 1.0, 1.0), ("a cup", "cup", 1.0, 1.0), ("cups", "cup", 0.0, 0.0),
+    ("blue", "red", 0.0, 0.0),
+    ("two", "2", 1.0, 1.0),  # "two" -> "2" on the prediction's side in both
+    ("t-shirt", "t-shirt", 1.0, 0.0),  # the prediction's hyphen becomes a space; LAVIS keeps the answer's
+    ("2", "two", 1.0, 0.0),  # LAVIS turns no number word of the answer into a digit
 ])
-def test_gqa_exact_match_after_normalization(prediction, answer, expected) -> None:
+def test_gqa_exact_match_after_normalization(prediction, answer, expected, lavis) -> None:
     assert gqa_accuracy(prediction, answer) == expected
+    assert gqa_accuracy_lavis(prediction, answer) == lavis
 
 
 def test_gqa_summary_per_structural_and_semantic_type() -> None:
@@ -175,6 +181,9 @@ def test_gqa_eval_writes_official_predictions_and_typed_metrics(tmp_path) -> Non
     truth = {r[0]: r[3] for r in GQA}
     records = read_predictions(out / "predictions.jsonl")
     assert metrics["overall"] == round(100 * sum(gqa_accuracy(r["answer"], truth[q]) for q, r in records.items()) / 3, 2)
+    lavis = metrics["gqa_accuracy_lavis"]  # LAVIS's rule beside, typed the same way
+    assert lavis["overall"] == round(100 * sum(gqa_accuracy_lavis(r["answer"], truth[q]) for q, r in records.items()) / 3, 2)
+    assert set(lavis["per_structural_type"]) == {"verify", "query", "choose"}
     ids = tmp_path / "ids.json"
     ids.write_text('["20968380"]')
     args = gqa_args(data, tmp_path / "one", "--captions", str(data["captions"]), "--question-ids", str(ids))

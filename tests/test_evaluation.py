@@ -1,6 +1,7 @@
 """Dataset evaluation on a synthetic dataset in the official formats, with the tiny preset (answers are noise)."""
 
 import json
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -8,14 +9,20 @@ import pytest
 from click.testing import CliRunner
 
 from synthetic_data import CAPTIONS, IMAGE_IDS, QUESTIONS, write_dataset
+from zsvqa import wordnet
 from zsvqa.captioning import PatchCaptioner
 from zsvqa.cli import main
 from zsvqa.config import RetrievalConfig, preset
-from zsvqa.datasets import VQADataset, VQAQuestion, load_dataset, read_captions_file, read_questions, select
+from zsvqa.datasets import (
+    VQADataset, VQAQuestion, dataset_format, load_dataset, read_captions_file, read_questions, select,
+)
 from zsvqa.errors import InputError
 from zsvqa.evaluation import Evaluator, evaluate, read_predictions
 from zsvqa.matching import ImageQuestionMatcher
-from zsvqa.metric import ScoredQuestion, lemmatized_vqa_accuracy, summarize, vqa_accuracy
+from zsvqa.metric import (
+    ScoredQuestion, lemmatize_answer, lemmatized_vqa_accuracy, summarize, summarize_records, vqa_accuracy,
+    vqa_accuracy_lavis,
+)
 from zsvqa.pipeline import Pipeline
 from zsvqa.retrieval import ExemplarRetriever, build_index, training_examples
 
@@ -45,11 +52,90 @@ def test_vqa_accuracy_table(prediction, answers, expected) -> None:
     assert vqa_accuracy(prediction, answers) == pytest.approx(expected)
 
 
-def test_lemmatized_variant_is_separate_and_lemmatizes() -> None:
+# (prediction, ten human answers, official accuracy, LAVIS's accuracy), worked out by hand. LAVIS always
+# normalizes the prediction; the human answers only when they disagree, and then only their punctuation.
+# Where the ten agree, the official script compares the raw prediction; where a k-of-ten match is counted,
+# k >= 4 scores 1 and k = 3 scores (3 * 2/3 + 7 * 1) / 10 = 0.9.
+LAVIS_TABLE = [
+    ("dog", ["dog"] * 10, 1.0, 1.0),  # nothing to normalize: the two agree
+    ("orange", ["red"] * 8 + ["orange"] * 2, 0.6, 0.6),  # k=2: (8 * 2/3 + 2 * 1/3) / 10 in both
+    ("two", ["2"] * 10, 0.0, 1.0),  # agreeing answers: official compares "two" raw; LAVIS makes it "2"
+    ("Yes", ["yes"] * 10, 0.0, 1.0),  # case: lowered only by LAVIS
+    ("the dog", ["dog"] * 10, 0.0, 1.0),  # article: dropped only by LAVIS
+    ("dog.", ["dog"] * 10, 0.0, 1.0),  # final period: stripped only by LAVIS
+    ("dont", ["don't"] * 10, 0.0, 1.0),  # contraction "dont" -> "don't": only LAVIS
+    ("t-shirt", ["t-shirt"] * 10, 1.0, 0.0),  # LAVIS spaces the hyphen of the prediction alone: "t shirt"
+    # Disagreeing answers: official normalizes all ten ("two" -> "2", "three" -> "3") and the prediction "2"
+    # matches 8; LAVIS removes only punctuation from them, so "two" stays and nothing equals the prediction's "2".
+    ("two", ["two"] * 8 + ["three"] * 2, 1.0, 0.0),
+    ("dog", ["a dog"] * 5 + ["cat"] * 5, 1.0, 0.0),  # the same with an article: "a dog" stays in LAVIS
+    ("t-shirt", ["t-shirt"] * 3 + ["shirt"] * 7, 0.9, 0.9),  # punctuation is removed on both sides in both: k=3
+    ("dog", ["dog "] * 5 + ["cat"] * 5, 1.0, 0.0),  # LAVIS does not strip the human answers' spaces
+]
+
+
+@pytest.mark.parametrize("prediction,answers,official,lavis", LAVIS_TABLE)
+def test_lavis_accuracy_beside_the_official_one(prediction, answers, official, lavis) -> None:
+    assert vqa_accuracy(prediction, answers) == pytest.approx(official)
+    assert vqa_accuracy_lavis(prediction, answers) == pytest.approx(lavis)
+
+
+@pytest.fixture()
+def needs_wordnet() -> None:
+    """Skip where the WordNet database is not installed; CI installs it and sets ZSVQA_REQUIRE_WORDNET."""
+    if wordnet.find_folder() is None:
+        reason = "WordNet 3.0 is not installed (apt-get install wordnet-base, or set ZSVQA_WORDNET)"
+        if os.environ.get("ZSVQA_REQUIRE_WORDNET"):
+            pytest.fail(f"the WordNet tests must run here (ZSVQA_REQUIRE_WORDNET is set): {reason}")
+        pytest.skip(reason)
+
+
+# Img2Prompt's lemmatization of a prediction, worked out by hand from WordNet's lists and the suffix rules. Each
+# token is lemmatized as a verb, then as a noun; the shortest lemma WordNet knows wins.
+LEMMA_TABLE = [
+    ("dogs", "dog"),  # verb: "dogs" -s -> "dog" (a verb lemma)
+    ("running", "run"),  # verb: "running" is in verb.exc -> "run"
+    ("skiing in the snow", "ski the snow"),  # -ing -> "ski"; "in" dropped; "the" is no lemma and stays
+    ("to catch a frisbee", "catch a frisbee"),  # "to" dropped; "a" stays (scoring removes articles)
+    ("riding", "rid"),  # -ing -> "ride" and "rid", both verbs: the shorter wins
+    ("paintings", "paint"),  # no lemma after one pass ("painting" is no verb): a second pass finds "paint"
+    ("used", "used"),  # ends in "ed": kept whatever its tag
+    ("2 dogs running", "2 dogs running"),  # after a token with a digit nothing is lemmatized
+    ("hot dogs", "hot dog"),
+    ("", ""),
+]
+
+
+@pytest.mark.parametrize("answer,expected", LEMMA_TABLE)
+def test_img2prompt_lemmatization_table(answer, expected, needs_wordnet) -> None:
+    assert lemmatize_answer(answer) == expected
+
+
+def test_lemmatized_variant_lemmatizes_the_prediction_only(needs_wordnet) -> None:
     answers = ["dog"] * 9 + ["puppy"]
     assert vqa_accuracy("dogs", answers) == 0.0
-    assert lemmatized_vqa_accuracy("dogs", answers) == 1.0
+    assert lemmatized_vqa_accuracy("dogs", answers) == 1.0  # "dogs" -> "dog": k=9
     assert lemmatized_vqa_accuracy("running", ["run"] * 10) == 1.0
+    assert lemmatized_vqa_accuracy("dog", ["dogs"] * 10) == 0.0  # the human answers stay as they are
+
+
+def test_lemmatized_metric_without_wordnet_is_a_clear_error(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("ZSVQA_WORDNET", str(tmp_path))  # a folder without WordNet's files
+    wordnet.load.cache_clear()
+    try:
+        with pytest.raises(InputError, match="lacks one of index.noun, index.verb, noun.exc, verb.exc"):
+            wordnet.load()
+        monkeypatch.delenv("ZSVQA_WORDNET")
+        monkeypatch.setattr(wordnet, "DEBIAN_FOLDER", str(tmp_path))
+        monkeypatch.setattr("nltk.data.path", [])
+        with pytest.raises(InputError, match=r"apt-get install wordnet-base"):
+            wordnet.load()
+        dataset = VQADataset("okvqa", [VQAQuestion(1, 1, "What is it?", ["dog"] * 10)], {}, annotated=True)
+        with pytest.raises(InputError, match="apt-get install wordnet-base"):  # before any work
+            Evaluator(Pipeline(preset("tiny")), dataset, tmp_path / "run", captions={1: ["a dog"]}, lemmatized=True)
+        assert not (tmp_path / "run").exists()
+    finally:
+        wordnet.load.cache_clear()
 
 
 @pytest.fixture()
@@ -80,6 +166,11 @@ def test_eval_through_cli_writes_official_files(data, tmp_path) -> None:
     truth = {IMAGE_IDS[i] * 1000 + n: answers for n, (i, _, answers, *_) in enumerate(QUESTIONS)}
     expected = 100 * sum(vqa_accuracy(r["answer"], truth[q]) for q, r in records.items()) / 6
     assert metrics["overall"] == pytest.approx(round(expected, 2))
+    # LAVIS's accuracy beside it, overall and per answer type.
+    lavis = metrics["vqa_accuracy_lavis"]
+    expected = 100 * sum(vqa_accuracy_lavis(r["answer"], truth[q]) for q, r in records.items()) / 6
+    assert lavis["overall"] == pytest.approx(round(expected, 2))
+    assert set(lavis["per_answer_type"]) == {"yes/no", "number", "other"}
 
 
 def test_predict_only_without_annotations(data, tmp_path) -> None:
@@ -362,8 +453,35 @@ def test_evaluator_metrics_hand_worked_with_an_error_counted_as_zero(tmp_path) -
     assert [line["accuracy"] for line in lines] == pytest.approx([row[5] for row in table])
     assert [line.get("error") for line in lines] == [None] * 4 + ["the prompt could not be built"] + [None] * 4
     assert len(records) == 8 and summary.errors == {1004: "the prompt could not be built"}
-    assert summary.metrics == {**SUMMARY_BY_HAND, "errors": 1}
+    # Every answer and human answer here is already in normal form, so LAVIS's rule gives the same nine scores.
+    lavis = {**SUMMARY_BY_HAND, "metric": "vqa-accuracy-lavis (prediction always normalized)"}
+    assert summary.metrics == {**SUMMARY_BY_HAND, "errors": 1, "vqa_accuracy_lavis": lavis}
     assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == summary.metrics
+
+
+def test_metrics_report_lavis_accuracy_beside_the_official_one_hand_worked() -> None:
+    # (ten answers, answer type, answer given, official accuracy, LAVIS's): rows of LAVIS_TABLE, and an error.
+    table = [
+        (["2"] * 10, "number", "two", 0.0, 1.0),
+        (["yes"] * 10, "yes/no", "Yes", 0.0, 1.0),
+        (["t-shirt"] * 10, "other", "t-shirt", 1.0, 0.0),
+        (["dog"] * 10, "other", "the dog", 0.0, 1.0),
+        (["dog"] * 10, "other", None, 0.0, 0.0),  # failed: 0 in both, whatever its (empty) answer
+    ]
+    dataset = VQADataset(
+        "vqav2", [VQAQuestion(n, n, "?", answers, answer_type, "what") for n, (answers, answer_type, *_) in
+                  enumerate(table)], {}, annotated=True,
+    )
+    records = [
+        {"question_id": n, "answer": given or "", "accuracy": official, **({} if given else {"error": "failed"})}
+        for n, (_, _, given, official, _) in enumerate(table)
+    ]
+    questions = {q.question_id: q for q in dataset.questions}
+    lavis = dataset_format("vqav2").papers_metrics(records, questions)["vqa_accuracy_lavis"]
+    assert lavis["overall"] == 60.0  # (1 + 1 + 0 + 1 + 0) / 5; the official one is (0 + 0 + 1 + 0 + 0) / 5 = 20
+    assert lavis["per_answer_type"] == {"number": 100.0, "other": 33.33, "yes/no": 100.0}  # other: (0 + 1 + 0) / 3
+    assert summarize_records(records, questions, "x")["overall"] == 20.0
+    assert dataset_format("aokvqa").papers_metrics(records, questions) == {}
 
 
 CACHE_WRITER = """
@@ -547,3 +665,37 @@ def test_scored_answers_record_their_choice_scores(data, tmp_path) -> None:
     records = {r["question"]: r for r in read_predictions(out / "predictions.jsonl").values()}
     scores = records["Is there a dog?"]["choice_scores"]
     assert set(scores) == {"yes", "no"} and records["Is there a dog?"]["answer"] == max(scores, key=scores.get)
+
+
+def test_okvqa_answers_take_the_annotations_form_where_the_preset_says_so(tmp_path) -> None:
+    # OK-VQA's processed answers are lemmas: "bananas" scores 0 against ten "banana" unless written as one.
+    questions = [VQAQuestion(1, 7, "What fruit is this?", ["banana"] * 10, "other", "what"),
+                 VQAQuestion(2, 8, "What are they doing?", ["fly kite"] * 10, "other", "what")]
+    given = {"What fruit is this?": "bananas", "What are they doing?": "flying kites"}
+
+    class StubPipeline:
+        def __init__(self, dataset_answer_form: bool) -> None:
+            self.config = preset("tiny").with_overrides({"answerer.dataset_answer_form": str(dataset_answer_form)})
+
+        def load_models(self, vision: bool = True) -> None:  # no models to load
+            pass
+
+        def answer_captioned_many(self, items, image=None, choices=None, images=None):  # type: ignore[no-untyped-def]
+            return [SimpleNamespace(
+                answer=given[item.question], raw_answer=given[item.question], logprob=-1.0, itm_score=None,
+                captions=item.captions, exemplars=[], timings={}, retrieval_similarity=None, cached=[],
+                choice_scores=None,
+            ) for item in items]
+
+    captions = {7: ["a bunch of bananas"], 8: ["people flying kites"]}
+    for form, expected, accuracy in ((False, ["bananas", "flying kites"], 0.0), (True, ["banana", "fly kite"], 1.0)):
+        for name in ("okvqa", "vqav2"):
+            run = tmp_path / f"{name}-{form}"
+            dataset = VQADataset(name, questions, {}, annotated=True)
+            Evaluator(StubPipeline(form), dataset, run, captions=captions).run(progress=False)  # type: ignore[arg-type]
+            lines = sorted((json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()),
+                           key=lambda line: line["question_id"])
+            # Only OK-VQA's answers change form; VQAv2's annotations keep theirs as written.
+            assert [line["answer"] for line in lines] == (expected if name == "okvqa" else list(given.values()))
+            assert [line["raw_answer"] for line in lines] == list(given.values())
+            assert [line["accuracy"] for line in lines] == [accuracy if name == "okvqa" else 0.0] * 2

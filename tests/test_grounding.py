@@ -67,6 +67,12 @@ def test_grounding_and_bias_move_the_log_odds_by_hand() -> None:
         [AnswerRequest(prompt, "is there a dog?", [], None, 0.0)]
     )[0]
     assert biased.text == "yes"  # 0.847 - 0.8 > 0
+    # A do / does question moves by yes_bias_do more: 0.847 - 1.0 (grounding) - 0.8 + 1.5 = 0.547.
+    do_request = AnswerRequest(prompt, "Does the man have a dog?", [], None, yes_evidence=-1.0)
+    leaning = Answerer(FixedLM(), "score", grounding_weight=1.0, yes_bias=-0.8, yes_bias_do=1.5)  # type: ignore[arg-type]
+    do_answer, is_answer = leaning.answer_many([do_request, AnswerRequest(prompt, "is there a dog?", [], None, -1.0)])
+    assert do_answer.choice_scores["yes"] - do_answer.choice_scores["no"] == pytest.approx(odds - 1.0 - 0.8 + 1.5)
+    assert (do_answer.text, is_answer.text) == ("yes", "no")
     # Other questions are not moved.
     other = Answerer(FixedLM(), "score", grounding_weight=5.0, yes_bias=3.0).answer_many(  # type: ignore[arg-type]
         [AnswerRequest(prompt, "is it a cat or a dog?", [], None, -1.0)]

@@ -1,6 +1,6 @@
 import pytest
 
-from zsvqa.normalize import clean_answer, normalize_vqa_answer
+from zsvqa.normalize import clean_answer, normalize_vqa_answer, okvqa_answer
 
 # (raw, expected) worked out by hand from the official normalization's definition.
 VQA_CASES = [
@@ -70,3 +70,24 @@ CLEAN_CASES = [
 @pytest.mark.parametrize("raw,expected", CLEAN_CASES)
 def test_clean_answer(raw: str, expected: str) -> None:
     assert clean_answer(raw) == expected
+
+
+# OK-VQA's processed answers, as its annotation files write them (e.g. realdev okvqa: "fly kite", "pet store",
+# "banana", "50 years", "undercooked"): what okvqa_answer must turn a model's answer into.
+OKVQA_FORMS = [
+    ("bananas", "banana"),
+    ("flying kite", "fly kite"),
+    ("in a pet store", "pet store"),
+    ("the grapes", "grape"),
+    ("cutting", "cut"),
+    ("10 years", "10 years"),  # a plural after a number stays
+    ("undercooked", "undercooked"),  # a participle used as an adjective stays
+    ("for fun", "fun"),
+    ("two", "2"),  # the official normalization first
+    ("tennis", "tennis"),
+]
+
+
+@pytest.mark.parametrize("answer,expected", OKVQA_FORMS)
+def test_okvqa_answer_form(answer: str, expected: str) -> None:
+    assert okvqa_answer(answer) == expected

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 from synthetic_data import IMAGE_IDS, QUESTIONS, write_dataset
 from zsvqa.cli import main
@@ -161,6 +162,27 @@ def test_offline_hub_clip_fails_with_the_products_message() -> None:
         load_encoder("clip-ViT-B-32", option="--image-embedding-model")
 
 
+def test_index_reads_images_with_its_presets_exif_setting_and_queries_alike(train, clip_index, tmp_path) -> None:
+    # The offline preset (clip_index's) turns photos upright by their EXIF tag; pica, as PICa's CLIP features,
+    # reads the stored pixels. A query's image is read as the index's images were.
+    assert json.loads((clip_index / "meta.json").read_text())["exif_orientation"] is True
+    out = tmp_path / "pica"
+    result = CliRunner().invoke(main, index_args(train, out, "--preset", "pica", "--images", str(train["images"]),
+                                                 "--embedding-model", "tiny:clip", "--image-embedding-model", "tiny:clip"))
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "meta.json").read_text())["exif_orientation"] is False
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90 degrees
+    phone = tmp_path / "phone.jpg"
+    load_image(image_path(train, 42), exif_orientation=False).save(phone, exif=exif)
+    clip = load_encoder("tiny:clip")
+    stored, upright = (unit(clip.encode([load_image(phone, exif_orientation=on)]))[0] for on in (False, True))
+    assert not np.allclose(stored, upright, atol=1e-3)
+    for index, expected in [(out, stored), (clip_index, upright)]:
+        vector = ExemplarRetriever(RetrievalConfig(index=str(index)))._image_vector(phone)
+        np.testing.assert_allclose(vector[0], expected, atol=1e-5)
+
+
 def test_index_of_an_older_format_is_refused(clip_index, tmp_path) -> None:
     old = tmp_path / "old"
     old.mkdir()
@@ -195,6 +217,22 @@ def test_pica_prompt_is_the_reference_format_byte_for_byte() -> None:
     assert PromptBuilder(config)("Which country is this bus from?", captions, exemplars).text == expected
     no_shots = "Please answer the question according to the above context.\n===\nContext: a cat\n===\nQ: Why?\nA:"
     assert PromptBuilder(config)("Why?", ["a cat"], []).text == no_shots
+
+
+def test_exemplar_contexts_keep_the_training_caption_as_written_unless_cleaned(train) -> None:
+    from zsvqa.datasets import read_questions
+    from zsvqa.retrieval import training_examples
+
+    # PICa shows a COCO training caption unchanged ("Context: %s"): capitals and final period kept.
+    coco = {image_id: ["  A red  bus on a street. ", "a bus"] for image_id in IMAGE_IDS + list(SAME_ANSWERS)}
+    examples = training_examples(read_questions(str(train["questions"]), str(train["annotations"])), coco)
+    assert {e.caption for e in examples} == {"A red bus on a street."}
+    assert examples[0].embedding_text(True) == f"{examples[0].question} a red bus on a street"
+    exemplar = QAExemplar("What is this?", "bus", examples[0].caption)
+    pica = PromptBuilder(preset("pica").prompt)("Why?", ["a cat"], [exemplar]).text
+    assert "Context: A red bus on a street.\n===\nQ: What is this?" in pica
+    cleaned = PromptBuilder(PromptConfig(style="pica", clean_captions=True))("Why?", ["a cat"], [exemplar]).text
+    assert "Context: a red bus on a street\n===\nQ: What is this?" in cleaned
 
 
 def test_pica_preset_is_the_papers_best_setting() -> None:

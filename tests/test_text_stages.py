@@ -398,18 +398,36 @@ def test_unifiedqa_passages_use_literal_backslash_n() -> None:
 
 def test_caption_selection_follows_img2llm() -> None:
     captions = ["a dog", "a dog and a cat", "a dog on grass", "grass and sky"]
+    # The list ends in "yes" and "no", as the extractor builds it; the walk leaves "no" out, as the reference walks
+    # its top answers plus "yes." only.
     candidates = [
         AnswerCandidate("dog", "noun", 3, [0, 1, 2]),
         AnswerCandidate("grass", "noun", 2, [2, 3]),
         AnswerCandidate("cat", "noun", 1, [1]),
         AnswerCandidate("yes", "yesno", 0, []),
+        AnswerCandidate("no", "yesno", 0, []),
     ]
-    # Turns walk the candidates from the last: yes -> caption 0, cat -> 1, grass -> 2, dog -> (0 taken) 1 taken,
-    # 2 taken: nothing; then wrap: yes -> 0 taken, nothing; cat -> nothing; grass -> 3.
+    # Turns walk the candidates from the last but "no": yes -> caption 0, cat -> 1, grass -> 2, dog -> (0 taken)
+    # 1 taken, 2 taken: nothing; then wrap: yes -> 0 taken, nothing; cat -> nothing; grass -> 3.
     assert select_captions(captions, candidates, 3) == ["a dog", "a dog and a cat", "a dog on grass"]
     assert select_captions(captions, candidates, 30) == ["a dog", "a dog and a cat", "a dog on grass", "grass and sky"]
     # No filling: a caption no answer leads to stays out.
     assert select_captions(captions + ["unrelated words"], candidates, 30) == captions
+
+
+def test_caption_walk_reaches_the_second_answer_with_the_extractors_list() -> None:
+    # The img2llm preset walks as many turns as it has answers (30 and 30); here 3 and 3, on the extractor's own list.
+    captions = ["a dog on the grass", "a dog near a tree", "a cat near a tree", "a dog and a cat"]
+    candidates = AnswerCandidateExtractor(CandidateConfig(extraction="img2llm", max_candidates=3))(captions)
+    # By hand: "dog" and "a dog" are in captions 0, 1 and 3 (3 mentions each), "tree" in 1 and 2 (2), then yes, no.
+    assert [(c.text, c.caption_indices) for c in candidates] == [
+        ("dog", [0, 1, 3]), ("a dog", [0, 1, 3]), ("tree", [1, 2]), ("yes", []), ("no", []),
+    ]
+    # yes -> caption 0; tree -> 1; "a dog" -> 0 and 1 taken: 3. Starting at "no" would spend a turn on caption 0
+    # and one on "yes" (0 again, nothing), and the second answer ("a dog") would never get its turn.
+    assert select_captions(captions, candidates, 3) == [captions[0], captions[1], captions[3]]
+    prompt = PromptBuilder(PromptConfig(num_captions=3))("what is it?", captions, [], candidates)
+    assert prompt.captions == [captions[0], captions[1], captions[3]]
 
 
 def words(text: str) -> int:

@@ -5,6 +5,7 @@ Their captions are noise: these tests check mechanics, shapes, determinism and e
 
 import dataclasses
 import json
+import shutil
 import zlib
 from types import SimpleNamespace
 
@@ -19,7 +20,9 @@ from zsvqa.cli import main
 from zsvqa.config import CaptionerConfig, MatcherConfig, preset
 from zsvqa.errors import InputError, ModelLoadError
 from zsvqa.images import load_image
-from zsvqa.matching import ImageQuestionMatcher, MatchResult, enc_token_id, full_backward_gradcam, patch_grid
+from zsvqa.matching import (
+    ImageQuestionMatcher, MatchResult, enc_token_id, full_backward_gradcam, gradcam_map, patch_grid,
+)
 from zsvqa.pipeline import Pipeline
 
 QUESTIONS = ["what is the man riding?", "is it red?", "how many dogs are in the park today?"]
@@ -62,6 +65,83 @@ def test_relevance_shape_from_config_sums_to_one_and_batches(matcher: ImageQuest
     # Batching does not change the answer for a question.
     alone = matcher(features, QUESTIONS[2:])[0]
     torch.testing.assert_close(alone.relevance, results[2].relevance, rtol=1e-4, atol=1e-7)
+
+
+def test_gradcam_map_worked_by_hand() -> None:
+    # [batch 2, heads 2, text 4, 1 + 2 patches]: column 0 is the image [CLS], columns 1-2 the patch grid (1, 2).
+    # Text 0 is the [ENC] token, then the question's tokens, then [SEP] (and padding in the second question).
+    # Special and padding tokens carry big products, so averaging them in would show.
+    special = [[1.0, 1.0, 1.0]], [[9.0, 9.0, 9.0]]  # (attention, gradient) rows: product 9
+    padding = [[1.0, 1.0, 1.0]], [[6.0, 6.0, 6.0]]  # product 6
+    attention, gradient = torch.zeros(2, 2, 4, 3), torch.zeros(2, 2, 4, 3)
+
+    def put(b: int, h: int, t: int, a: list[float], g: list[float]) -> None:
+        attention[b, h, t], gradient[b, h, t] = torch.tensor(a), torch.tensor(g)
+
+    for b, h in [(0, 0), (0, 1), (1, 0), (1, 1)]:
+        put(b, h, 0, special[0][0], special[1][0])  # [ENC]
+    for h in (0, 1):
+        put(0, h, 3, special[0][0], special[1][0])  # question 0: [SEP]
+        put(1, h, 2, special[0][0], special[1][0])  # question 1: [SEP], then padding
+        put(1, h, 3, padding[0][0], padding[1][0])
+    # Question 0, tokens 1 and 2; products are attention x clamp(gradient, min=0):
+    put(0, 0, 1, [1, 2, 1], [5, 1, -3])  # -> [5, 2, 0]
+    put(0, 1, 1, [1, 1, 1], [5, 4, 2])  # -> [5, 4, 2]; mean over the heads: [5, 3, 1]
+    put(0, 0, 2, [1, 1, 2], [5, 2, 1])  # -> [5, 2, 2]
+    put(0, 1, 2, [1, 2, 1], [5, -1, 2])  # -> [5, 0, 2]; mean over the heads: [5, 1, 2]
+    # Mean over the two question tokens: [5, 2, 1.5]; without the [CLS] column: [2, 1.5].
+    # Question 1, token 1 only:
+    put(1, 0, 1, [1, 1, 2], [1, 3, 2])  # -> [1, 3, 4]
+    put(1, 1, 1, [2, 1, 1], [1, 1, -4])  # -> [2, 1, 0]; mean over the heads: [1.5, 2, 2] -> map [2, 2]
+    question_tokens = torch.tensor([[0, 1, 1, 0], [0, 1, 0, 0]])
+    expected = torch.tensor([[[2.0, 1.5]], [[2.0, 2.0]]])
+    # What each wrong map would give, for question 0: no clamp [1.5, 0.75]; max over heads [3, 2]; special tokens
+    # averaged in [5.5, 5.25]; the last patch column dropped instead of [CLS] [5, 2].
+    torch.testing.assert_close(gradcam_map(attention, gradient, question_tokens, (1, 2)), expected, rtol=0, atol=1e-6)
+
+
+def test_matcher_gradcam_equals_an_independent_computation() -> None:
+    # Through the matcher (block 0 of the tiny model's 2: at the last block the [ENC] output, which the ITM head
+    # reads, no longer depends on the words' cross-attention): the expected map comes from that block's attention
+    # and its gradient of the match logit, taken by a hook written here, over the question's word pieces found by
+    # token id (not by the tokenizer's masks); the second question is padded.
+    matcher = ImageQuestionMatcher(preset("tiny").matcher)
+    features = matcher.encode_image(noise_image())
+    questions = ["what is the man riding?", "is it red?"]
+    _, cams = matcher._gradcam(features, questions)
+
+    tokens = matcher._tokenize_questions(questions)
+    kept: dict[str, torch.Tensor] = {}
+
+    def keep_as_leaf(module, args, output):  # type: ignore[no-untyped-def]
+        kept["attention"] = output.detach().requires_grad_(True)
+        return kept["attention"]
+
+    block = matcher.model.text_encoder.encoder.layer[0].crossattention.self
+    handle = block.dropout.register_forward_hook(keep_as_leaf)
+    try:
+        with torch.enable_grad():
+            hidden = matcher.model.text_encoder(
+                input_ids=tokens.input_ids, attention_mask=tokens.attention_mask,
+                encoder_hidden_states=features.embeds.expand(len(questions), -1, -1),
+            ).last_hidden_state
+            match = matcher.model.itm_head(hidden[:, 0])[:, 1]
+            (gradient,) = torch.autograd.grad(match.sum(), kept["attention"])
+    finally:
+        handle.remove()
+    attention = kept["attention"].detach()
+    assert not tokens.attention_mask[1].all()  # padded
+    tokenizer = matcher.processor.tokenizer
+    not_words = {tokenizer.pad_token_id, tokenizer.sep_token_id, tokenizer.cls_token_id, matcher.first_token_id}
+    for b, word_count in enumerate([5, 3]):  # "what is the man riding", "is it red": "?" is stripped
+        words = [t for t, token_id in enumerate(tokens.input_ids[b].tolist()) if token_id not in not_words]
+        assert len(words) == word_count
+        per_word = torch.stack([(attention[b, :, t] * gradient[b, :, t].clamp(min=0)).mean(0) for t in words])
+        expected = per_word.mean(0)[1:].reshape(4, 4)  # column 0 is the image [CLS]
+        # Random weights give tiny gradients (about 1e-12 here): compare relative to the map's own size.
+        scale = float(expected.abs().max())
+        assert scale > 0
+        torch.testing.assert_close(cams[b], expected, rtol=1e-4, atol=1e-4 * scale)
 
 
 def test_gradcam_layer_out_of_range_is_a_clear_error() -> None:
@@ -243,6 +323,17 @@ def test_filter_tops_up_until_n_captions_pass(captioner_config, monkeypatch) -> 
     assert captioner(captioner.encode_image(noise_image()), torch.full((4, 4), 1 / 16), 0).filtered_out == 0
 
 
+def test_caption_exactly_on_the_filter_threshold_is_kept(captioner_config, monkeypatch) -> None:
+    # LAVIS img2prompt_vqa.py forward_cap keeps a caption when itm_score >= 0.5: exactly 0.5 passes, just under
+    # it does not.
+    captioner = PatchCaptioner(dataclasses.replace(captioner_config, filter_threshold=0.5, max_top_up_rounds=0))
+    _numbered_captions(monkeypatch, captioner)
+    on_and_under = lambda texts: [0.5 if int(t.split()[1]) % 2 == 0 else 0.4999 for t in texts]  # noqa: E731
+    result = captioner(captioner.encode_image(noise_image()), torch.full((4, 4), 1 / 16), 0, on_and_under)
+    assert result.captions == ["caption 000", "caption 002", "caption 004", "caption 006"]  # 8 decoded, one round
+    assert [r.score for r in result.removed] == [0.4999] * 4
+
+
 def test_filter_rounds_are_bounded_and_keep_the_best_when_none_pass(captioner_config, monkeypatch) -> None:
     config = dataclasses.replace(captioner_config, filter_threshold=0.5, max_top_up_rounds=2)
     captioner = PatchCaptioner(config)
@@ -376,6 +467,32 @@ def test_question_mark_stripped_before_itm(matcher: ImageQuestionMatcher) -> Non
     assert int(seen_kept[0].eq(question_mark).sum()) == 6
 
 
+def test_blip_question_processing_in_the_pnp_vqa_presets_only() -> None:
+    from zsvqa.config import PRESETS
+    from zsvqa.normalize import blip_question
+
+    assert [name for name in PRESETS if preset(name).blip_question] == ["pnp-vqa", "pnp-vqa-gqa"]
+    # LAVIS's pre_question by hand: lower case; . ! " ( ) * # : ; ~ removed (not spaced); trailing spaces dropped;
+    # "?" and "," kept; 50 words at most.
+    assert blip_question('What "kind" of dog (breed) is this: a pug?! ') == "what kind of dog breed is this a pug?"
+    assert blip_question("Is it #1, or ~2; *really*?") == "is it 1, or 2 really?"
+    assert blip_question(" ".join(f"w{i}" for i in range(60))) == " ".join(f"w{i}" for i in range(50))
+    question = 'What "kind" of dog is this: a pug?'
+    for setting, itm_text, fid_question in [
+        ("true", "what kind of dog is this a pug", "what kind of dog is this a pug?"),
+        ("false", 'what " kind " of dog is this : a pug', 'what "kind" of dog is this: a pug?'),
+    ]:
+        pipeline = Pipeline(preset("tiny").with_overrides({"blip_question": setting, "prompt.style": "unifiedqa"}))
+        seen, handle = _text_encoder_ids(pipeline.matcher)
+        try:
+            (result,) = pipeline.answer_image(noise_image(), [question])
+        finally:
+            handle.remove()
+        tokenizer = pipeline.matcher.processor.tokenizer
+        assert tokenizer.decode(seen[0][0], skip_special_tokens=True) == itm_text  # then "?" stripped, as LAVIS
+        assert result.prompt.startswith(fid_question + " \\n ") and result.question == question
+
+
 def test_vision_layer_norms_carry_the_configured_eps() -> None:
     def eps_values(model) -> set[float]:
         return {m.eps for m in model.vision_model.modules() if isinstance(m, torch.nn.LayerNorm)}
@@ -390,6 +507,44 @@ def test_vision_layer_norms_carry_the_configured_eps() -> None:
     assert len([m for m in pipeline.matcher.model.vision_model.modules() if isinstance(m, torch.nn.LayerNorm)]) == 5
     with pytest.raises(InputError, match="vision_layer_norm_eps must be positive"):
         preset("tiny").with_overrides({"vision_layer_norm_eps": "0"})
+
+
+def lavis_eval_pixels(image: Image.Image, size: int = 384) -> torch.Tensor:
+    """LAVIS's blip_image_eval, worked independently: Resize((size, size), BICUBIC) of the PIL image, ToTensor,
+    Normalize with the CLIP mean and std (torchvision where installed, else PIL and numpy)."""
+    mean, std = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+    try:
+        from torchvision import transforms
+    except ImportError:
+        pixels = np.asarray(image.resize((size, size), Image.BICUBIC), dtype=np.float32) / np.float32(255)
+        normalized = (pixels - np.float32(mean)) / np.float32(std)
+        return torch.from_numpy(np.ascontiguousarray(normalized.transpose(2, 0, 1)))
+    bicubic = transforms.InterpolationMode.BICUBIC
+    lavis = transforms.Compose(
+        [transforms.Resize((size, size), interpolation=bicubic), transforms.ToTensor(), transforms.Normalize(mean, std)]
+    )
+    return lavis(image)
+
+
+def test_blip_pixels_are_lavis_eval_pixels_whether_or_not_torchvision_is_installed(tmp_path) -> None:
+    from transformers import BlipForImageTextRetrieval
+
+    from zsvqa import tiny
+    from zsvqa.matching import load_blip
+
+    # The hub BLIP processors' settings at their 384 px (the tiny model itself is not run here).
+    folder = tmp_path / "blip-384"
+    shutil.copytree(tiny.build("blip-itm"), folder)
+    settings = json.loads((folder / "processor_config.json").read_text())
+    settings["image_processor"]["size"] = {"height": 384, "width": 384}
+    (folder / "processor_config.json").write_text(json.dumps(settings))
+    _, processor = load_blip(BlipForImageTextRetrieval, str(folder), "image-text matching", "--itm-model", "cpu",
+                             "float32", None)
+    image = noise_image(3, size=(640, 480))
+    pixels = processor(images=image, return_tensors="pt").pixel_values[0]
+    assert pixels.shape == (3, 384, 384)
+    # transformers' torchvision image processor is up to 0.015 off on this image (0.13 on a 640x480 photo).
+    torch.testing.assert_close(pixels, lavis_eval_pixels(image), rtol=0, atol=1e-6)  # 0.0 measured
 
 
 def test_image_features_computed_once_per_image(monkeypatch) -> None:
@@ -445,8 +600,34 @@ def test_image_modes_and_orientation(tmp_path) -> None:
         assert loaded.mode == "RGB" and loaded.size == image.size
     exif = Image.Exif()
     exif[0x0112] = 6  # rotated 90 degrees: width and height swap when applied
-    rotated = load_image(_save(tmp_path / "r.jpg", noise_image(size=(40, 20)), exif=exif))
-    assert rotated.size == (20, 40)
+    path = _save(tmp_path / "r.jpg", noise_image(size=(40, 20)), exif=exif)
+    assert load_image(path, exif_orientation=True).size == (20, 40)
+    assert load_image(path, exif_orientation=False).size == (40, 20)  # the stored pixels, as LAVIS reads them
+    with Image.open(path) as tagged:
+        tagged.load()
+        assert load_image(tagged, exif_orientation=True).size == (20, 40)
+        assert load_image(tagged, exif_orientation=False).size == (40, 20)
+
+
+def test_exif_orientation_is_applied_in_the_offline_preset_only(tmp_path, monkeypatch) -> None:
+    from zsvqa.config import PRESETS
+
+    assert [name for name in PRESETS if preset(name).exif_orientation] == ["offline"]
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = _save(tmp_path / "phone.jpg", noise_image(size=(80, 40)), exif=exif)
+    for setting, size in [("false", (80, 40)), ("true", (40, 80))]:
+        pipeline = Pipeline(preset("tiny").with_overrides({"exif_orientation": setting}))
+        seen: list[tuple[int, int]] = []
+        for stage in (pipeline.matcher, pipeline.captioner):
+            original = stage.encode_image
+            def recording(image, original=original):  # type: ignore[no-untyped-def]
+                seen.append(image.size)
+                return original(image)
+
+            monkeypatch.setattr(stage, "encode_image", recording)
+        pipeline.caption_image(path, ["what is this?"])
+        assert seen == [size, size]  # both BLIP models see the image one way
 
 
 def test_bad_images_give_clear_errors(tmp_path) -> None:

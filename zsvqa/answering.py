@@ -57,6 +57,11 @@ def question_kind(question: str) -> str:
     return "yesno" if words[0] in YES_NO_OPENERS else "open"
 
 
+def asks_with_do(question: str) -> bool:
+    """A yes/no question that opens with do, does or did ("does the man have a beard?")."""
+    return _words(question)[:1] in (["do"], ["does"], ["did"], ["doesn't"], ["don't"], ["didn't"])
+
+
 def _words(text: str) -> list[str]:
     return re.findall(r"[\w'-]+", text.lower())
 
@@ -94,8 +99,18 @@ def answer_choices(question: str, candidates: list[str]) -> dict[str, list[str]]
     # The question's own words are not its answer ("man" for "what is the man riding?").
     asked = set(_words(question))
     unique = [c for c in dict.fromkeys(candidates) if c not in ("yes", "no") and not set(c.split()) <= asked]
-    # A colour the question did not ask for is not part of a VQA answer ("red bicycle" where "bicycle" is offered).
-    return {c: [c] for c in unique if not _colored(c, colors, unique)}
+    # A colour the question did not ask for is not part of a VQA answer ("red bicycle" where "bicycle" is offered),
+    # nor is a bare colour: a small LM picks "red" for "what is the man riding?" (realdev, README "Accuracy").
+    return {c: [c] for c in unique if not _colored(c, colors, unique) and open_answer(question, c)}
+
+
+def open_answer(question: str, answer: str) -> bool:
+    """Whether `answer` may answer an open question: not a bare colour unless the question speaks of colour (a
+    colour that also names a thing, "orange", "gold", stays)."""
+    colors = load_json("question_templates.json")
+    if answer not in colors["colors"] or answer in colors["colors_that_name_things"]:
+        return True
+    return any(word.startswith(("color", "colour")) for word in _words(question))
 
 
 def _colored(candidate: str, colors: list[str], candidates: list[str]) -> bool:
@@ -415,19 +430,21 @@ class Answerer:
     newline, so an answer that would go on scores lower). "calibrated" divides the yes/no probabilities by those
     the question gets from a content-free image description ("N/A" for the captions, no image exemplars): what
     is left is the evidence the captions add, without the question's own pull towards "yes". A yes/no question's
-    log-odds then move by `grounding_weight` x its caption grounding, plus `yes_bias`. With `generated_choice`, an
+    log-odds then move by `grounding_weight` x its caption grounding, plus `yes_bias` (and `yes_bias_do` more for a
+    question that opens with do / does / did). With `generated_choice`, an
     open question's greedy answer joins the caption candidates it is scored against.
     """
 
     def __init__(
         self, lm: FrozenLM, selection: str = "generate", batch_size: int = 1, grounding_weight: float = 0.0,
-        yes_bias: float = 0.0, generated_choice: bool = False,
+        yes_bias: float = 0.0, generated_choice: bool = False, yes_bias_do: float = 0.0,
     ) -> None:
         self.lm = lm
         self.selection = selection
         self.batch_size = batch_size
         self.grounding_weight = grounding_weight
         self.yes_bias = yes_bias
+        self.yes_bias_do = yes_bias_do
         self.generated_choice = generated_choice
 
     def answer_many(self, requests: list[AnswerRequest]) -> list[Answer]:
@@ -447,8 +464,8 @@ class Answerer:
             # The model's own answer competes with the captions' words, where the question is open.
             opened = [(index, choices) for index, choices in scored if question_kind(requests[index].question) == "open"]
             generated = self._generate_many([requests[index].prompt for index, _ in opened])
-            for (_, choices), answer in zip(opened, generated):
-                if answer.text and answer.text not in choices:
+            for (index, choices), answer in zip(opened, generated):
+                if answer.text and answer.text not in choices and open_answer(requests[index].question, answer.text):
                     choices[answer.text] = [answer.text]
         chosen = self._choose_many([(requests[index], choices) for index, choices in scored])
         answers.update(zip([index for index, _ in scored], chosen))
@@ -515,7 +532,8 @@ class Answerer:
                 prior, posterior = _normalized(next(all_scores)), _normalized(own)
                 own = {answer: posterior[answer] - prior[answer] for answer in own}
             if question_kind(request.question) == "yesno" and set(own) == {"yes", "no"}:
-                shift = (self.grounding_weight * request.yes_evidence + self.yes_bias) / 2
+                bias = self.yes_bias + (self.yes_bias_do if asks_with_do(request.question) else 0.0)
+                shift = (self.grounding_weight * request.yes_evidence + bias) / 2
                 own = {"yes": own["yes"] + shift, "no": own["no"] - shift}
             ranked = dict(sorted(own.items(), key=lambda item: -item[1]))
             best = next(iter(ranked))

@@ -18,17 +18,11 @@ from typing import Any, Callable, Generic, Hashable, TypeVar
 
 from zsvqa.errors import InputError
 
+
 # Bumped when what a cached value means changes, so old entries are never misread.
 FORMAT = 1
 # A write holds the lock for one small insert; waiting this long means something else is wrong.
 BUSY_TIMEOUT_S = 60.0
-
-
-def file_identity(path: str | Path) -> dict[str, Any]:
-    """What identifies a file's content cheaply: its resolved path, size and modification time."""
-    path = Path(path).resolve()
-    stat = path.stat()
-    return {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
 class IntermediateCache:

@@ -29,8 +29,8 @@ MODEL_OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--exemplar-source", "prompt.exemplars", click.Choice(["synthetic", "retrieved", "none"]), "QA exemplars"),
     ("--prompt-captions", "prompt.num_captions", int, "captions in the prompt"),
     ("--prompt-exemplars", "prompt.num_exemplars", int, "QA exemplars in the prompt"),
-    ("--itm-model", "matcher.model", str, "BLIP image-text matching model: hub id or local directory"),
-    ("--captioner-model", "captioner.model", str, "BLIP captioning model: hub id or local directory"),
+    ("--itm-model", "matcher.model", str, "BLIP image-text matching model: hub id, local directory or LAVIS .pth"),
+    ("--captioner-model", "captioner.model", str, "BLIP captioning model: hub id, local directory or LAVIS .pth"),
     ("--relevance", "captioner.relevance", click.Choice(["gradcam", "uniform", "full"]), "how patches are chosen"),
     ("--num-patches", "captioner.num_patches", int, "K: patches sampled per caption"),
     ("--num-captions", "captioner.num_captions", int, "N: captions generated per question"),
@@ -199,7 +199,8 @@ def ask(
         from zsvqa.images import load_image
 
         try:
-            draw(load_image(image), result.relevance, save_heatmap, title=result.question)
+            picture = load_image(image, pipeline.config.exif_orientation)  # as the pipeline saw it
+            draw(picture, result.relevance, save_heatmap, title=result.question)
         except OSError as error:
             raise InputError(f"the heatmap could not be written to {save_heatmap!r}: {error}") from error
         click.echo(f"heatmap written to {Path(save_heatmap).resolve()}", err=as_json)  # JSON stays alone on stdout
@@ -380,10 +381,11 @@ def index(questions: str, annotations: str, captions_path: str | None, images_di
 
     check_output_dir(out, "--out")
     overrides = {"retrieval.embedding_model": embedding_model, "retrieval.image_embedding_model": image_embedding_model}
-    config = preset_config(preset).with_overrides({k: v for k, v in overrides.items() if v is not None}).retrieval
+    settings = preset_config(preset).with_overrides({k: v for k, v in overrides.items() if v is not None})
+    config = settings.retrieval
     captions = read_captions_file(captions_path) if captions_path else None
     examples = training_examples(read_questions(questions, annotations), captions)
-    folder = build_index(examples, out, config, embed_captions, device, images_dir)
+    folder = build_index(examples, out, config, embed_captions, device, images_dir, settings.exif_orientation)
     models = config.embedding_model + (f" + images by {config.image_embedding_model}" if images_dir else "")
     click.echo(f"indexed {len(examples)} training examples with {models} into {folder}")
 

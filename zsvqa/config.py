@@ -109,6 +109,10 @@ class PromptConfig:
     yes_no_exemplars: bool = True
     # UnifiedQA style: captions per passage for Fusion-in-Decoder; None renders one passage with all captions.
     captions_per_passage: int | None = None
+    # Captions (and retrieved exemplars' contexts) lower-cased, without trailing punctuation (normalize.clean_caption),
+    # as the offline preset's templates expect. Off, they are shown as written (whitespace tidied), as the papers'
+    # code shows them: PICa's exemplar contexts keep COCO's capitals and final period.
+    clean_captions: bool = False
 
 
 @dataclass
@@ -144,8 +148,15 @@ class AnswererConfig:
     # do the captions mention what the question asks about? zsvqa/grounding.py), plus yes_bias.
     grounding_weight: float = 0.0
     yes_bias: float = 0.0
+    # ... and by this much more where the question opens with do / does / did ("does the man have a beard?",
+    # "does this pizza look good?"): captions rarely name what these ask about, and the annotators say "yes" to 67%
+    # of them on realdev VQAv2 against 50% of the other yes/no questions (benchmarks/yesno_forms.py).
+    yes_bias_do: float = 0.0
     # Scored open questions: the greedy answer joins the caption candidates as one more choice.
     generated_choice: bool = False
+    # Eval writes each answer as the dataset's annotations write theirs: OK-VQA's processed answers are lemmas
+    # without articles ("banana", "fly kite"; zsvqa.normalize.okvqa_answer). Other datasets keep the answer as is.
+    dataset_answer_form: bool = False
     # Prompt budget in tokens; None uses the model's own context length.
     max_prompt_tokens: int | None = 2048
     # Prompts answered at once (an image's questions, an eval chunk's images, PICa's ensemble), generated or scored;
@@ -187,6 +198,12 @@ class PipelineConfig:
     # LayerNorm epsilon of every BLIP vision transformer loaded: LAVIS's ViT uses 1e-6, while the Hugging Face
     # BLIP checkpoints carry BlipVisionConfig's default 1e-5. None keeps the checkpoint's value.
     vision_layer_norm_eps: float | None = 1e-6
+    # Turn a photo upright by its EXIF orientation tag before any model sees it. LAVIS (and PICa's CLIP features)
+    # read the stored pixels as they are, so the paper presets do not; the offline preset does.
+    exif_orientation: bool = False
+    # LAVIS's BlipQuestionProcessor (normalize.blip_question) on the question the ITM / GradCAM and the answerer
+    # read, as PNP-VQA's eval datasets apply it (text_processor blip_question); the result keeps the question as asked.
+    blip_question: bool = False
 
     def validate(self) -> PipelineConfig:
         _check_types(self)
@@ -376,11 +393,13 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
 def _pnp_vqa() -> PipelineConfig:
     return PipelineConfig(
         name="pnp-vqa",
+        blip_question=True,
         question_gen=QuestionGenConfig(backend="none"),
         prompt=PromptConfig(style="unifiedqa", exemplars="none", num_captions=100, captions_per_passage=1),
-        # LAVIS pnp-vqa eval yamls: greedy answers of at most max_len 20 tokens.
+        # LAVIS pnp-vqa eval yamls: greedy answers with max_len 20, which counts T5's decoder start token: 19 new
+        # tokens at most (benchmarks/lavis_equivalence.py).
         answerer=AnswererConfig(
-            model="allenai/unifiedqa-v2-t5-large-1363200", kind="fid", max_prompt_tokens=None, max_new_tokens=20
+            model="allenai/unifiedqa-v2-t5-large-1363200", kind="fid", max_prompt_tokens=None, max_new_tokens=19
         ),
     )
 
@@ -448,11 +467,12 @@ def _offline() -> PipelineConfig:
     # Batches of 8 prompts: the same answers as one at a time, faster on a 2-core CPU (README).
     return PipelineConfig(
         name="offline",
+        exif_orientation=True,
         question_gen=QuestionGenConfig(backend="none"),
-        prompt=PromptConfig(style="plain", template="plain_fewshot", exemplars="none"),
+        prompt=PromptConfig(style="plain", template="plain_fewshot", exemplars="none", clean_captions=True),
         answerer=AnswererConfig(
-            selection="calibrated", grounding_weight=1.0, yes_bias=-0.7, generated_choice=True, max_new_tokens=6,
-            batch_size=8,
+            selection="calibrated", grounding_weight=3.0, yes_bias=-0.9, yes_bias_do=2.0, generated_choice=True,
+            max_new_tokens=6, batch_size=8, dataset_answer_form=True,
         ),
     )
 

@@ -193,6 +193,10 @@ class Evaluator:
         self.data_description = data_description or {}
         self.score_choices = score_choices
         self.shard = shard or Shard()
+        # OK-VQA's processed answers are lemmas ("banana", "fly kite"): answers follow where the preset says so.
+        self.answer_form: Callable[[str], str] = (
+            self.format.answer_form if pipeline.config.answerer.dataset_answer_form else str
+        )
 
     def run(self, progress: bool = True, on_answer: Callable[[dict[str, Any]], None] | None = None) -> EvalSummary:
         """Answer what the folder lacks; one writer at a time (a second is refused naming the first's pid)."""
@@ -317,7 +321,7 @@ class Evaluator:
             records[question.question_id] = (
                 self._record(
                     question,
-                    answer=result.answer,
+                    answer=self.answer_form(result.answer),
                     raw_answer=result.raw_answer,
                     logprob=result.logprob,
                     itm_score=result.itm_score,
@@ -352,8 +356,10 @@ class Evaluator:
         write_atomic(self.out_dir / RESULTS_FILE, json.dumps(self.format.submission(records)))
 
     def _write_metrics(self, records: list[dict[str, Any]]) -> dict[str, Any]:
-        metrics = self.format.summarize(records, {q.question_id: q for q in self.dataset.questions})
+        questions = {q.question_id: q for q in self.dataset.questions}
+        metrics = self.format.summarize(records, questions)
         metrics["errors"] = sum(1 for r in records if r.get("error"))
+        metrics.update(self.format.papers_metrics(records, questions))
         write_atomic(self.out_dir / METRICS_FILE, json.dumps(metrics, indent=2))
         return metrics
 

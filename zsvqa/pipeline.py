@@ -15,7 +15,8 @@ from typing import Any
 
 from PIL import Image
 
-from zsvqa.cache import COMPUTED, DISK, MEMORY, IntermediateCache, StageCache, file_identity
+from zsvqa.cache import COMPUTED, DISK, MEMORY, IntermediateCache, StageCache
+from zsvqa.locations import file_identity
 from zsvqa.config import PipelineConfig, preset
 from zsvqa.errors import InputError, check_type
 from zsvqa.images import check_image_path, load_image
@@ -137,7 +138,7 @@ class Pipeline(Stages):
         return captions_description(self.config, self.dtype, file_identity(check_image_path(image)), question)
 
     def _caption_image(self, image: Picture, questions: list[str]) -> list[QuestionCaptions]:
-        picture = load_image(image)
+        picture = load_image(image, self.config.exif_orientation)
         vision = self.vision  # the models load before the clock starts
         shared = {"image_features": 0.0}  # an image whose features are reused costs nothing here
 
@@ -191,7 +192,7 @@ class Pipeline(Stages):
         for index, item in enumerate(items):
             try:
                 check_question(item.question)
-                captions = clean_captions(item.captions)
+                captions = clean_captions(item.captions, self.config.prompt.clean_captions)
             except InputError:
                 continue  # the planner raises it again below, in its place
             if captions:

@@ -12,7 +12,7 @@ from PIL import Image
 
 from zsvqa.answering import CONTENT_FREE_INPUT, Answer, AnswerRequest, question_kind
 from zsvqa.errors import InputError
-from zsvqa.inputs import check_image, check_question, clean_captions
+from zsvqa.inputs import check_image, check_question, clean_captions, model_question
 from zsvqa.prompting import QAExemplar, chat_prompt
 from zsvqa.stages import Stages
 from zsvqa.text_side import TextSide
@@ -56,7 +56,7 @@ class QuestionPlanner:
         if image is not None:
             check_image(image)
         torch.manual_seed(self.config.seed)
-        captions = clean_captions(item.captions)
+        captions = clean_captions(item.captions, self.config.prompt.clean_captions)
         if not captions or text_side is None:
             raise InputError(f"no captions for the question {question!r}: every caption was empty")
         plan = QuestionPlan(item, question, captions, timings, cached, [c.text for c in text_side.candidates])
@@ -66,13 +66,14 @@ class QuestionPlanner:
             with timed(timings, "grounding"):
                 yes_evidence = self.stages.grounder(question, captions).evidence
         use_candidates = text_side.candidates if self.config.prompt.style == "img2llm" else None
+        asked = model_question(question, self.config.blip_question)
         for block in blocks:
             with timed(timings, "prompt"):
-                prompt = self.stages.prompt_builder(question, captions, block, use_candidates, leading)
+                prompt = self.stages.prompt_builder(asked, captions, block, use_candidates, leading)
                 content_free = None
                 if self.config.answerer.selection == "calibrated":
                     # The input made content-free is the image: the question stays, what describes the image goes.
-                    content_free = self.stages.prompt_builder(question, [CONTENT_FREE_INPUT], [])
+                    content_free = self.stages.prompt_builder(asked, [CONTENT_FREE_INPUT], [])
                 if self.config.answerer.chat_template:
                     prompt = chat_prompt(prompt, self.stages.lm.tokenizer)
                     content_free = content_free and chat_prompt(content_free, self.stages.lm.tokenizer)

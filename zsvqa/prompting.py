@@ -20,6 +20,7 @@ import jinja2
 from zsvqa.candidates import AnswerCandidate
 from zsvqa.config import PromptConfig
 from zsvqa.errors import InputError
+from zsvqa.normalize import clean_caption
 
 PROMPTS_DIR = Path(os.environ.get("ZSVQA_PROMPTS", Path(__file__).resolve().parent.parent / "prompts"))
 
@@ -91,12 +92,16 @@ def load_json(name: str) -> dict[str, Any]:
 def select_captions(captions: list[str], candidates: list[AnswerCandidate], limit: int) -> list[str]:
     """Img2LLM's context: for up to `limit` turns, the next answer candidate from the rarest (the last) backwards,
     wrapping around, contributes the first caption of it not yet taken. Answers found in no caption ("yes")
-    point at the first caption. No caption is added beyond those the answers lead to."""
-    if not candidates:
+    point at the first caption. No caption is added beyond those the answers lead to.
+
+    The walk leaves out the extractor's "no" (kept for answer scoring): the reference walks its top answers plus
+    "yes." only, so the walk starts at "yes" and its turns reach the second most frequent answer."""
+    walk = [c for c in candidates if not (c.kind == "yesno" and c.text != "yes")]
+    if not walk:
         return captions[:limit]
     chosen: list[int] = []
     for turn in range(limit):
-        candidate = candidates[len(candidates) - 1 - turn % len(candidates)]
+        candidate = walk[len(walk) - 1 - turn % len(walk)]
         for index in [i for i in candidate.caption_indices if i < len(captions)] or [0]:
             if index not in chosen:
                 chosen.append(index)
@@ -141,6 +146,8 @@ class PromptBuilder:
             captions = select_captions(captions, candidates, self.config.num_captions)
         captions = captions[: self.config.num_captions]
         exemplars = list(leading or []) + list(exemplars or [])[: self.config.num_exemplars]
+        if self.config.clean_captions:  # a retrieved exemplar's context is its training caption as written
+            exemplars = [dataclasses.replace(e, context=clean_caption(e.context)) for e in exemplars]
         dropped_exemplars = dropped_captions = 0
         while True:
             prompt = self._render(question, captions, exemplars)

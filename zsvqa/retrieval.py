@@ -14,13 +14,13 @@ import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from zsvqa.config import RetrievalConfig
+from zsvqa.config import PipelineConfig, RetrievalConfig
 from zsvqa.datasets import VQAQuestion, index_images, most_common_answer
 from zsvqa.embedding import embed, load_encoder
 from zsvqa.errors import InputError
@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 INDEX_FILE = "index.faiss"
 EXAMPLES_FILE = "examples.jsonl"
 META_FILE = "meta.json"
-FORMAT = 2  # of the index files; older indexes must be rebuilt
+# Of the index files; older indexes must be rebuilt. 3: captions stored as written (2 stored them cleaned).
+FORMAT = 3
 QUESTION_SIMILARITY = "question"
 QUESTION_IMAGE_SIMILARITY = "question+image"
 IMAGE_BATCH = 64  # training images decoded at a time
@@ -48,7 +49,8 @@ class TrainingExample:
     caption: str  # a caption of its image ("" when none was given)
 
     def embedding_text(self, with_caption: bool) -> str:
-        return f"{self.question} {self.caption}".strip() if with_caption else self.question
+        # Embedded cleaned, whatever prompt.clean_captions shows: a query's caption matches either way.
+        return f"{self.question} {clean_caption(self.caption)}".strip() if with_caption else self.question
 
     def answer(self, which: str) -> str:
         """The answer an exemplar shows: "first" (the first annotator's) or "most_common"."""
@@ -61,12 +63,29 @@ class Retrieved:
     similarity: str  # what ranked them: QUESTION_IMAGE_SIMILARITY or QUESTION_SIMILARITY
 
 
-def _embed_images(encoder: Any, paths: list[Path], progress: bool) -> np.ndarray:
+def _embed_images(encoder: Any, paths: list[Path], progress: bool, exif_orientation: bool) -> np.ndarray:
     batches = range(0, len(paths), IMAGE_BATCH)
     return np.concatenate([
-        embed(encoder, [load_image(p) for p in paths[start : start + IMAGE_BATCH]])
+        embed(encoder, [load_image(p, exif_orientation) for p in paths[start : start + IMAGE_BATCH]])
         for start in tqdm(batches, desc="images", unit="batch", disable=not progress)
     ])
+
+
+def _example_image_vectors(
+    examples: list[TrainingExample], images_dir: str | Path, encoder_for: Callable[[], Any], exif_orientation: bool
+) -> np.ndarray:
+    """Each example's image embedding, one row per example (each image embedded once). The encoder loads once every
+    image is known to be there."""
+    available = index_images(images_dir)
+    image_ids = sorted({e.image_id for e in examples})
+    missing = [i for i in image_ids if i not in available]
+    if missing:
+        raise InputError(
+            f"{len(missing)} training images have no file in {str(images_dir)!r}, e.g. image ids {missing[:5]}"
+        )
+    image_vectors = _embed_images(encoder_for(), [available[i] for i in image_ids], True, exif_orientation)
+    row = {image_id: n for n, image_id in enumerate(image_ids)}
+    return image_vectors[[row[e.image_id] for e in examples]]
 
 
 def build_index(
@@ -76,8 +95,10 @@ def build_index(
     with_captions: bool = False,
     device: str = "cpu",
     images_dir: str | Path | None = None,
+    exif_orientation: bool = PipelineConfig.exif_orientation,
 ) -> Path:
-    """Embed the examples' questions (and, with an image embedding model, their images) and save the index."""
+    """Embed the examples' questions (and, with an image embedding model, their images) and save the index.
+    `exif_orientation` turns the images upright by their EXIF tag; queries read their image the same way."""
     import faiss
 
     if not examples:
@@ -98,24 +119,19 @@ def build_index(
         "image_embedding_model": image_model,
         "images": str(images_dir) if images_dir is not None else None,
         "with_captions": with_captions,
+        "exif_orientation": exif_orientation,
         "count": len(examples),
         "question_dim": vectors.shape[1],
         "image_dim": 0,
     }
     if image_model and images_dir is not None:
-        available = index_images(images_dir)
-        image_ids = sorted({e.image_id for e in examples})
-        missing = [i for i in image_ids if i not in available]
-        if missing:
-            raise InputError(
-                f"{len(missing)} training images have no file in {str(images_dir)!r}, e.g. image ids {missing[:5]}"
-            )
-        image_encoder = encoder if image_model == config.embedding_model else load_encoder(
-            image_model, device, "--image-embedding-model"
-        )
-        image_vectors = _embed_images(image_encoder, [available[i] for i in image_ids], progress=True)
-        row = {image_id: n for n, image_id in enumerate(image_ids)}
-        vectors = np.ascontiguousarray(np.hstack([vectors, image_vectors[[row[e.image_id] for e in examples]]]))
+        def image_encoder() -> Any:
+            if image_model == config.embedding_model:
+                return encoder
+            return load_encoder(image_model, device, "--image-embedding-model")
+
+        image_vectors = _example_image_vectors(examples, images_dir, image_encoder, exif_orientation)
+        vectors = np.ascontiguousarray(np.hstack([vectors, image_vectors]))
         meta["image_dim"] = image_vectors.shape[1]
     index = faiss.IndexFlatIP(vectors.shape[1])
     index.add(vectors)
@@ -130,13 +146,14 @@ def build_index(
 
 
 def training_examples(questions: list[VQAQuestion], captions: dict[int, list[str]] | None) -> list[TrainingExample]:
-    """Annotated training questions as examples. Like PICa, an example with an empty question or an empty first
-    answer is never shown (PICa draws a random example in its place; here the next nearest one takes it)."""
+    """Annotated training questions as examples, each with its image's first caption as written (PICa shows COCO's
+    caption unchanged). Like PICa, an example with an empty question or an empty first answer is never shown
+    (PICa draws a random example in its place; here the next nearest one takes it)."""
     if questions and not questions[0].answers:
         raise InputError("indexing needs the training annotations (--annotations)")
     return [
         TrainingExample(
-            q.question_id, q.image_id, q.question, q.answers, clean_caption(((captions or {}).get(q.image_id) or [""])[0])
+            q.question_id, q.image_id, q.question, q.answers, " ".join(((captions or {}).get(q.image_id) or [""])[0].split())
         )
         for q in questions
         if q.question.strip() and q.answers and q.answers[0].strip() and most_common_answer(q.answers).strip()
@@ -187,7 +204,7 @@ class ExemplarRetriever:
         key = None if isinstance(image, Image.Image) else str(image)
         if key is not None and key in self._image_vectors:
             return self._image_vectors[key]
-        vector = embed(self.image_encoder, [load_image(image)])
+        vector = embed(self.image_encoder, [load_image(image, self.meta["exif_orientation"])])
         if key is not None:
             self._image_vectors = {key: vector}
         return vector

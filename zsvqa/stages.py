@@ -68,7 +68,7 @@ class Stages:
         settings = self.config.answerer
         return Answerer(
             self.lm, settings.selection, settings.batch_size, settings.grounding_weight, settings.yes_bias,
-            settings.generated_choice,
+            settings.generated_choice, settings.yes_bias_do,
         )
 
     @functools.cached_property

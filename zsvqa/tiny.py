@@ -45,6 +45,8 @@ BLIP_SIZES = {
     # BLIP large: ViT-L/16 at 384 px, BERT-base text transformer.
     "large": (768, 12, 12, 1024, 24, 16, 384),
 }
+# BLIP's special text tokens: [DEC] (30522) starts a caption, [SEP] ends it, [PAD] is 0.
+BLIP_TEXT_TOKENS = dict(bos_token_id=30522, pad_token_id=0, sep_token_id=102, eos_token_id=102)
 # (d_model, d_ff, d_kv, layers, heads)
 T5_SIZES = {"tiny": (HIDDEN, 2 * HIDDEN, 16, 2, 2), "large": (1024, 4096, 64, 24, 16)}
 
@@ -61,10 +63,7 @@ def _blip_config(size: str) -> Any:
         num_hidden_layers=text_layers,
         num_attention_heads=text_heads,
         max_position_embeddings=512 if size != "tiny" else 64,
-        bos_token_id=30522,
-        pad_token_id=0,
-        sep_token_id=102,
-        eos_token_id=102,
+        **BLIP_TEXT_TOKENS,
     )
     vision = dict(
         hidden_size=vision_hidden,
@@ -77,17 +76,22 @@ def _blip_config(size: str) -> Any:
     return BlipConfig(text_config=text, vision_config=vision, image_text_hidden_size=256 if size != "tiny" else 16)
 
 
-def _save_blip(model_cls_name: str, size: str, target: Path) -> None:
-    import transformers
+def blip_processor(image_size: int) -> Any:
+    """BLIP's processor: images resized (bicubic) to `image_size` square and normalised with CLIP's mean and
+    deviation, as LAVIS's blip_image_eval; text in BLIP's vocabulary, bert-base-uncased plus [DEC] (the decoder's
+    bos) and [ENC]."""
     from transformers import BlipImageProcessor, BlipProcessor
 
     tokenizer = _bert_tokenizer()
-    # BLIP's text vocabulary is bert-base-uncased plus [DEC] (the decoder's bos) and [ENC].
     tokenizer.add_special_tokens({"bos_token": "[DEC]", "additional_special_tokens": ["[ENC]"]})
-    image_size = BLIP_SIZES[size][-1]
-    processor = BlipProcessor(BlipImageProcessor(size={"height": image_size, "width": image_size}), tokenizer)
+    return BlipProcessor(BlipImageProcessor(size={"height": image_size, "width": image_size}), tokenizer)
+
+
+def _save_blip(model_cls_name: str, size: str, target: Path) -> None:
+    import transformers
+
     getattr(transformers, model_cls_name)(_blip_config(size)).save_pretrained(target)
-    processor.save_pretrained(target)
+    blip_processor(BLIP_SIZES[size][-1]).save_pretrained(target)
 
 
 def _t5(size: str, target: Path) -> None:

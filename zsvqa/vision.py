@@ -14,6 +14,7 @@ from PIL import Image
 
 from zsvqa.captioning import PatchCaptioner, RemovedCaption
 from zsvqa.config import PipelineConfig
+from zsvqa.inputs import model_question
 from zsvqa.matching import ImageFeatures, ImageQuestionMatcher
 from zsvqa.timing import timed
 
@@ -75,7 +76,7 @@ class VisionHalf:
         matches: list[Any] = [None] * len(questions)
         if self.config.captioner.relevance == "gradcam":
             with timed(shared, "relevance"):
-                matches = self.matcher(image.match, questions)
+                matches = self.matcher(image.match, [model_question(q, self.config.blip_question) for q in questions])
         results = []
         for question, match in zip(questions, matches):
             # Image-level work is shared: each question carries its part of it.
@@ -134,6 +135,8 @@ def captions_description(
         "matcher": dataclasses.asdict(config.matcher) if uses_matcher(config) else None,
         "captioner": dataclasses.asdict(config.captioner),
         "vision_layer_norm_eps": config.vision_layer_norm_eps,
+        "exif_orientation": config.exif_orientation,
+        "blip_question": config.blip_question,
         "seed": config.seed,
         # Precision changes captions a little: a bfloat16 or int8 run never reuses float32 captions.
         "dtype": dtype,

@@ -9,7 +9,7 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from zsvqa.errors import InputError
 
@@ -99,6 +99,25 @@ class DatasetFormat:
     def answer_fields(self, question: VQAQuestion, answer: str) -> dict[str, Any]:
         """Fields an answer's record adds for this dataset's metrics (A-OKVQA: the choice the answer maps to)."""
         return {}
+
+    def answer_form(self, answer: str) -> str:
+        """The answer rewritten in the form the dataset's annotators use, for presets that ask for it
+        (answerer.dataset_answer_form); most datasets take it as it is."""
+        return answer
+
+    def papers_metrics(self, records: list[dict[str, Any]], questions: dict[Any, VQAQuestion]) -> dict[str, Any]:
+        """The papers' scorer beside the official one (README "Scoring"), summarized as the official one is;
+        empty where the papers used the official scorer."""
+        return {}
+
+
+def rescore(
+    records: list[dict[str, Any]], questions: dict[Any, VQAQuestion], score: Callable[[VQAQuestion, str], float]
+) -> list[dict[str, Any]]:
+    """The records scored again by another rule (a failed question scores 0 under any rule)."""
+    return [
+        {**r, "accuracy": 0.0 if r.get("error") else score(questions[r["question_id"]], r["answer"])} for r in records
+    ]
 
 
 def image_key(value: int | str) -> int | str:

@@ -5,7 +5,7 @@ The metric is exact match against the one answer, reported overall and per struc
 the official evaluation groups them. The official script compares raw strings; GQA's answers are lower case
 without punctuation or articles, so the prediction gets the VQA answer normalization first (as LAVIS does for
 generated GQA answers): "The table." is "table". The gold answer is normalized the same way, which leaves GQA's
-own answers as they are.
+own answers as they are; LAVIS leaves it unnormalized (`gqa_accuracy_lavis`, reported beside).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from zsvqa.datasets.base import DatasetFormat, VQAQuestion, image_key, index_image_stems, read_json
+from zsvqa.datasets.base import DatasetFormat, VQAQuestion, image_key, index_image_stems, read_json, rescore
 from zsvqa.errors import InputError
-from zsvqa.metric import ScoredQuestion, summarize
-from zsvqa.normalize import normalize_vqa_answer, normalize_whitespace
+from zsvqa.metric import summarize_records
+from zsvqa.normalize import normalize_vqa_answer, normalize_whitespace, process_digits_and_articles, process_punctuation
 
 METRIC = "gqa-accuracy (exact match after VQA answer normalization)"
 
@@ -75,14 +75,15 @@ def gqa_accuracy(prediction: str, answer: str) -> float:
     return float(_normal(prediction) == _normal(answer))
 
 
+def gqa_accuracy_lavis(prediction: str, answer: str) -> float:
+    """LAVIS's GQA score for generated answers (PNP-VQA's GQA figure; lavis/tasks/vqa_reading_comprehension.py):
+    the prediction normalized (punctuation, number words, articles), the answer compared exactly as written."""
+    return float(process_digits_and_articles(process_punctuation(prediction)) == answer)
+
+
 def summarize_gqa(records: list[dict[str, Any]], questions: dict[Any, VQAQuestion]) -> dict[str, Any]:
     """Overall accuracy and accuracy per structural and per semantic type, in %."""
-    scored = [
-        ScoredQuestion(r["question_id"], r["accuracy"], questions[r["question_id"]].answer_type,
-                       questions[r["question_id"]].question_type)
-        for r in records
-    ]
-    metrics = summarize(scored, METRIC)
+    metrics = summarize_records(records, questions, METRIC)
     metrics["per_structural_type"] = metrics.pop("per_answer_type")
     metrics["per_semantic_type"] = metrics.pop("per_question_type")
     return metrics
@@ -113,3 +114,8 @@ class GQA(DatasetFormat):
 
     def submission(self, records: list[dict[str, Any]]) -> list[dict[str, str]]:
         return predictions(records)
+
+    def papers_metrics(self, records: list[dict[str, Any]], questions: dict[Any, VQAQuestion]) -> dict[str, Any]:
+        """LAVIS's GQA score: the prediction normalized, the gold answer as written."""
+        rescored = rescore(records, questions, lambda question, answer: gqa_accuracy_lavis(answer, question.answers[0]))
+        return {"gqa_accuracy_lavis": summarize_gqa(rescored, questions)}

@@ -8,11 +8,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from zsvqa.datasets.base import DatasetFormat, VQAQuestion, read_json
+from zsvqa import wordnet
+from zsvqa.datasets.base import DatasetFormat, ScoringOptions, VQAQuestion, read_json, rescore
 from zsvqa.errors import InputError
-from zsvqa.metric import ScoredQuestion, lemmatized_vqa_accuracy, summarize, vqa_accuracy
+from zsvqa.metric import lemmatize_answer, lemmatized_vqa_accuracy, summarize_records, vqa_accuracy, vqa_accuracy_lavis
+from zsvqa.normalize import okvqa_answer
 
 LEMMATIZED_METRIC = "okvqa-lemmatized-accuracy (Img2LLM variant, not official)"
+LAVIS_METRIC = "vqa-accuracy-lavis (prediction always normalized)"
 
 
 def _records(data: Any, key: str, path: str | Path, fields: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -76,16 +79,15 @@ class VQAv2(DatasetFormat):
 
     def summarize(self, records: list[dict[str, Any]], questions: dict[Any, VQAQuestion]) -> dict[str, Any]:
         """Overall, per answer type and per question type, as VQA reports them."""
-        scored = [
-            ScoredQuestion(
-                r["question_id"],
-                r["accuracy"],
-                questions[r["question_id"]].answer_type,
-                questions[r["question_id"]].question_type,
-            )
-            for r in records
-        ]
-        return summarize(scored, LEMMATIZED_METRIC if self.options.lemmatized else "vqa-accuracy")
+        return summarize_records(records, questions, LEMMATIZED_METRIC if self.options.lemmatized else "vqa-accuracy")
+
+    def papers_metrics(self, records: list[dict[str, Any]], questions: dict[Any, VQAQuestion]) -> dict[str, Any]:
+        """LAVIS's VQA accuracy (the prediction always normalized; with --lemmatized, of the lemmatized prediction,
+        as Img2LLM's OK-VQA figure)."""
+        prediction = lemmatize_answer if self.options.lemmatized else str
+        rescored = rescore(records, questions, lambda question, answer: vqa_accuracy_lavis(prediction(answer),
+                                                                                             question.answers))
+        return {"vqa_accuracy_lavis": summarize_records(rescored, questions, LAVIS_METRIC)}
 
     def submission(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [{"question_id": r["question_id"], "answer": r["answer"]} for r in records]
@@ -96,3 +98,12 @@ class OKVQA(VQAv2):
 
     name = "okvqa"
     lemmatized_variant = True
+
+    def __init__(self, options: ScoringOptions = ScoringOptions()) -> None:
+        super().__init__(options)
+        if options.lemmatized:
+            wordnet.load()  # its absence is reported before any work
+
+    def answer_form(self, answer: str) -> str:
+        """OK-VQA's processed answers are lemmas ("banana", "fly kite")."""
+        return okvqa_answer(answer)
