@@ -120,7 +120,8 @@ def test_official_aokvqa_empty_choice_is_kept_but_never_chosen(tmp_path) -> None
     data["questions"].write_text(json.dumps(records))
     with pytest.raises(InputError, match="at least two of them non-empty"):
         read_aokvqa(data["questions"])
-    from zsvqa.answering import Answerer, FrozenLM
+    from zsvqa.answering import Answerer
+    from zsvqa.language_model import FrozenLM
     from zsvqa.config import AnswererConfig
     from zsvqa.prompting import Prompt
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import functools
 import logging
 
-from zsvqa.answering import Answerer, FrozenLM
+from zsvqa.answering import Answerer
+from zsvqa.language_model import FrozenLM
 from zsvqa.candidates import AnswerCandidateExtractor
 from zsvqa.captioning import PatchCaptioner
 from zsvqa.config import PipelineConfig
