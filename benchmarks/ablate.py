@@ -29,7 +29,7 @@ import click
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from zsvqa.cli import ScriptCommand, configure_logging, dataset_options, eval_inputs  # noqa: E402
-from zsvqa.data import read_json  # noqa: E402
+from zsvqa.datasets import read_json  # noqa: E402
 from zsvqa.errors import InputError  # noqa: E402
 from zsvqa.evaluation import evaluate, read_predictions  # noqa: E402
 from zsvqa.outputs import check_output_dir  # noqa: E402

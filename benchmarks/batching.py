@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speed import machine, timed  # noqa: E402
 from zsvqa.cli import ScriptCommand, configure_logging, positive_integers, set_overrides  # noqa: E402
 from zsvqa.config import PRESETS, preset  # noqa: E402
-from zsvqa.data import load_dataset, read_captions_file  # noqa: E402
+from zsvqa.datasets import load_dataset, read_captions_file  # noqa: E402
 from zsvqa.errors import InputError  # noqa: E402
 from zsvqa.evaluation import _chunks  # noqa: E402
 from zsvqa.outputs import check_output_file  # noqa: E402

@@ -71,7 +71,7 @@ def main(size: str, work: Path, lavis_python: str, harness: str | None, num_capt
 def compare(work: Path) -> list[dict[str, Any]]:
     import torch
 
-    from zsvqa.answering import FrozenLM
+    from zsvqa.language_model import FrozenLM
     from zsvqa.captioning import PatchCaptioner
     from zsvqa.config import preset
     from zsvqa.images import load_image

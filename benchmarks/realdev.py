@@ -27,11 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ablate import write_tables  # noqa: E402
 from zsvqa.cli import ScriptCommand, configure_logging, model_options, overrides_from  # noqa: E402
 from zsvqa.config import preset  # noqa: E402
-from zsvqa.data import load_dataset, read_captions_file  # noqa: E402
+from zsvqa.datasets import dataset_format, load_dataset, read_captions_file  # noqa: E402
 from zsvqa.errors import InputError  # noqa: E402
-from zsvqa.evaluation import evaluate, read_predictions, score_question  # noqa: E402
-from zsvqa.metric import ScoredQuestion, summarize  # noqa: E402
-from zsvqa.normalize import okvqa_answer  # noqa: E402
+from zsvqa.evaluation import evaluate, read_predictions  # noqa: E402
 from zsvqa.outputs import check_output_dir  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -75,12 +73,13 @@ def metrics_row(set_name: str, variant: str, metrics: dict[str, Any], records: l
 def with_okvqa_form(variant: str, dataset: Any, records: list[dict[str, Any]]) -> dict[str, Any]:
     """A baseline's OK-VQA row with the preset's answer form (lemmas, no articles) applied to the same predictions:
     what the form alone is worth, next to what the rest of the preset adds."""
+    okvqa = dataset_format("okvqa")
     questions = {q.question_id: q for q in dataset.questions}
-    scored = [
-        ScoredQuestion(q.question_id, score_question(q, okvqa_answer(r["answer"]), False), q.answer_type, q.question_type)
-        for r in records if not r.get("error") for q in [questions[r["question_id"]]]
+    rescored = [
+        {**r, "accuracy": okvqa.score(questions[r["question_id"]], okvqa.answer_form(r["answer"]))}
+        for r in records if not r.get("error")
     ]
-    return metrics_row("okvqa", f"{variant} + OK-VQA answer form", summarize(scored, "vqa-accuracy"), records)
+    return metrics_row("okvqa", f"{variant} + OK-VQA answer form", okvqa.summarize(rescored, questions), records)
 
 
 @click.command(cls=ScriptCommand)

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from zsvqa.answering import asks_with_do, question_kind  # noqa: E402
 from zsvqa.cli import ScriptCommand, configure_logging  # noqa: E402
-from zsvqa.data import load_dataset, read_captions_file  # noqa: E402
+from zsvqa.datasets import load_dataset, read_captions_file  # noqa: E402
 from zsvqa.errors import InputError  # noqa: E402
 from zsvqa.evaluation import read_predictions  # noqa: E402
 from zsvqa.grounding import CaptionGrounder  # noqa: E402

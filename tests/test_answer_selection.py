@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from conftest import CAPTIONS
-from zsvqa.answering import Answerer, FrozenLM, Generation, answer_choices, question_kind
+from zsvqa.answering import Answerer, answer_choices, question_kind
+from zsvqa.language_model import FrozenLM, Generation
 from zsvqa.candidates import AnswerCandidate
 from zsvqa.config import AnswererConfig, PromptConfig, QuestionGenConfig
 from zsvqa.errors import InputError

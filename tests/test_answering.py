@@ -10,7 +10,8 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from conftest import CAPTIONS, spy_generate
 from zsvqa import question_generation
-from zsvqa.answering import Answerer, FrozenLM, Generation
+from zsvqa.answering import Answerer
+from zsvqa.language_model import FrozenLM, Generation
 from zsvqa.candidates import AnswerCandidate
 from zsvqa.config import AnswererConfig, PromptConfig, QuestionGenConfig
 from zsvqa.errors import ModelLoadError

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from conftest import CAPTIONS, spy_generate
-from zsvqa import answering
-from zsvqa.answering import Answerer, AnswerRequest, FrozenLM
+from zsvqa import language_model
+from zsvqa.answering import Answerer, AnswerRequest
+from zsvqa.language_model import FrozenLM
 from zsvqa.cache import IntermediateCache
 from zsvqa.candidates import AnswerCandidateExtractor
 from zsvqa.config import AnswererConfig, CandidateConfig, QuestionGenConfig, preset
@@ -88,7 +89,7 @@ def check_batched_equals_one_by_one(lm: FrozenLM, tolerance: float, monkeypatch:
         assert batched == pytest.approx(single, abs=tolerance)
     # Not vacuous: the rows were padded, and the answers' scores differ from one another.
     assert len({len(lm.tokenizer(p).input_ids) for p in PROMPTS}) > 1 and len({round(v, 3) for v in one[1]}) == 2
-    monkeypatch.setattr(answering, "SCORED_ROWS", 2)  # the continuations in several passes: the same scores
+    monkeypatch.setattr(language_model, "SCORED_ROWS", 2)  # the continuations in several passes: the same scores
     for single, batched in zip(one, lm.score_many(PROMPTS, CONTINUATIONS)):
         assert batched == pytest.approx(single, abs=tolerance)
 
@@ -199,7 +200,7 @@ def test_batched_generation_and_scoring_equal_one_at_a_time_on_gemma(monkeypatch
 
 def test_eval_batches_across_images_with_the_same_results(tmp_path, monkeypatch) -> None:
     from synthetic_data import write_dataset
-    from zsvqa.data import load_dataset
+    from zsvqa.datasets import load_dataset
     from zsvqa.evaluation import Evaluator, _chunks
 
     data = write_dataset(tmp_path / "data")

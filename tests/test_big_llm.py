@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import CAPTIONS
-from zsvqa.answering import FrozenLM
+from zsvqa.language_model import FrozenLM
 from zsvqa.config import AnswererConfig, preset
 from zsvqa.errors import InputError
 from zsvqa.pipeline import Pipeline

@@ -275,12 +275,13 @@ def test_python_api_checks_argument_types() -> None:
     from PIL import Image
 
     from zsvqa import Pipeline, ask
+    from zsvqa.pipeline import QuestionCaptions
 
     result = ask("what animal is it?", "a brown dog", preset_name="tiny", prompt__num_exemplars=0)
     assert result.all_captions == ["a brown dog"] and result.captions == ["a brown dog"]
     pipeline = Pipeline.from_preset("tiny", {"prompt.num_exemplars": "0"})
     assert pipeline.answer("what?", ("a dog", "a cat")).all_captions == ["a dog", "a cat"]
-    assert pipeline.answer_from_captions("what?", "a red bus", {}).all_captions == ["a red bus"]
+    assert pipeline.answer_captioned(QuestionCaptions("what?", "a red bus")).all_captions == ["a red bus"]
     picture = Image.new("RGB", (40, 30), (10, 200, 10))
     assert [r.question for r in pipeline.answer_image(picture, "what color is it?")] == ["what color is it?"]
     bad_calls = [
@@ -291,7 +292,7 @@ def test_python_api_checks_argument_types() -> None:
         (lambda: pipeline.answer("what?", image=42), r"image must be a file path or a PIL image; got int"),
         (lambda: pipeline.answer_image(picture, [b"what?"]), r"questions\[0\] must be a string; got bytes"),
         (lambda: pipeline.answer_captioned({"question": "what?"}), r"captioned must be a QuestionCaptions"),
-        (lambda: pipeline.answer_from_captions("what?", ["a dog"], {}, exemplars=["q: a"]), r"exemplars\[0\] must be"),
+        (lambda: pipeline.answer_captioned(QuestionCaptions("what?", ["a dog"]), exemplars=["q: a"]), r"exemplars\[0\] must be"),
         (lambda: Pipeline({"name": "tiny"}), r"config must be a PipelineConfig"),
         (lambda: Pipeline.from_preset("tiny", [("seed", 1)]), r"overrides must be a dict"),
         (lambda: Pipeline.from_preset("tiny", {1: 2}), r"an override's key must be a dotted setting name"),

@@ -9,11 +9,11 @@ from click.testing import CliRunner
 
 from synthetic_data import AOKVQA, GQA, write_aokvqa, write_gqa
 from test_cli_and_config import assert_one_error_line
-from zsvqa.aokvqa import ChoiceMapper, direct_answer_accuracy, read_aokvqa, summarize_aokvqa
+from zsvqa.datasets.aokvqa import ChoiceMapper, direct_answer_accuracy, read_aokvqa, summarize_aokvqa
 from zsvqa.cli import main
-from zsvqa.data import VQAQuestion, image_key, load_dataset, read_id_list, select
+from zsvqa.datasets import VQAQuestion, image_key, load_dataset, read_id_list, select
 from zsvqa.evaluation import read_predictions
-from zsvqa.gqa import gqa_accuracy, gqa_accuracy_lavis, summarize_gqa
+from zsvqa.datasets.gqa import gqa_accuracy, gqa_accuracy_lavis, summarize_gqa
 
 # (prediction, direct answers, accuracy): min(1, matches / 3), compared after the VQA answer normalization.
 DIRECT_ANSWER_TABLE = [

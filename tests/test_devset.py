@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from zsvqa.data import VQADataset, load_dataset, most_common_answer, read_captions_file
+from zsvqa.datasets import VQADataset, load_dataset, most_common_answer, read_captions_file
 from zsvqa.metric import vqa_accuracy
 from zsvqa.normalize import NUMBER_WORDS
 

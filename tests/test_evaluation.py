@@ -13,9 +13,11 @@ from zsvqa import wordnet
 from zsvqa.captioning import PatchCaptioner
 from zsvqa.cli import main
 from zsvqa.config import RetrievalConfig, preset
-from zsvqa.data import VQADataset, VQAQuestion, load_dataset, read_captions_file, read_questions, select
+from zsvqa.datasets import (
+    VQADataset, VQAQuestion, dataset_format, load_dataset, read_captions_file, read_questions, select,
+)
 from zsvqa.errors import InputError
-from zsvqa.evaluation import Evaluator, evaluate, lavis_metrics, read_predictions
+from zsvqa.evaluation import Evaluator, evaluate, read_predictions
 from zsvqa.matching import ImageQuestionMatcher
 from zsvqa.metric import (
     ScoredQuestion, lemmatize_answer, lemmatized_vqa_accuracy, summarize, summarize_records, vqa_accuracy,
@@ -322,13 +324,13 @@ def test_text_side_cache_keys_on_what_the_questions_depend_on(tmp_path) -> None:
     cache = IntermediateCache(tmp_path / "cache.sqlite")
     captions = CAPTIONS[42]
     llm = preset("tiny").with_overrides({"question_gen.backend": "llm"})
-    Pipeline(llm, cache)._text_side(captions, {})
+    Pipeline(llm, cache)._text_sides([captions], [{}], [[]])
     misses = cache.misses
-    Pipeline(llm, cache)._text_side(captions, {})  # same settings: a hit
+    Pipeline(llm, cache)._text_sides([captions], [{}], [[]])  # same settings: a hit
     assert cache.misses == misses
-    Pipeline(llm.with_overrides({"answerer.max_new_tokens": "3"}), cache)._text_side(captions, {})
+    Pipeline(llm.with_overrides({"answerer.max_new_tokens": "3"}), cache)._text_sides([captions], [{}], [[]])
     assert cache.misses == misses + 1  # another LLM setting writes other questions
-    Pipeline(llm.with_overrides({"prompt.num_exemplars": "1"}), cache)._text_side(captions, {})
+    Pipeline(llm.with_overrides({"prompt.num_exemplars": "1"}), cache)._text_sides([captions], [{}], [[]])
     assert cache.misses == misses + 1  # a prompt-only change reuses them
 
 
@@ -474,11 +476,12 @@ def test_metrics_report_lavis_accuracy_beside_the_official_one_hand_worked() -> 
         {"question_id": n, "answer": given or "", "accuracy": official, **({} if given else {"error": "failed"})}
         for n, (_, _, given, official, _) in enumerate(table)
     ]
-    lavis = lavis_metrics(dataset, records, lemmatized=False)["vqa_accuracy_lavis"]
+    questions = {q.question_id: q for q in dataset.questions}
+    lavis = dataset_format("vqav2").papers_metrics(records, questions)["vqa_accuracy_lavis"]
     assert lavis["overall"] == 60.0  # (1 + 1 + 0 + 1 + 0) / 5; the official one is (0 + 0 + 1 + 0 + 0) / 5 = 20
     assert lavis["per_answer_type"] == {"number": 100.0, "other": 33.33, "yes/no": 100.0}  # other: (0 + 1 + 0) / 3
-    assert summarize_records(records, {q.question_id: q for q in dataset.questions}, "x")["overall"] == 20.0
-    assert lavis_metrics(VQADataset("aokvqa", dataset.questions, {}, annotated=True), records, False) == {}
+    assert summarize_records(records, questions, "x")["overall"] == 20.0
+    assert dataset_format("aokvqa").papers_metrics(records, questions) == {}
 
 
 CACHE_WRITER = """
@@ -646,10 +649,10 @@ def test_cached_stages_are_timed_zero_and_named(data, tmp_path) -> None:
     assert set(vision) <= set(result.cached) and result.timings["answer"] > 0
     assert all(result.timings[stage] == 0.0 for stage in result.cached)
     # The text side (candidates, synthetic questions) from the cache is named the same way.
-    Pipeline(preset("tiny"), IntermediateCache(cache))._text_side(CAPTIONS[42], {})
+    Pipeline(preset("tiny"), IntermediateCache(cache))._text_sides([CAPTIONS[42]], [{}], [[]])
     timings: dict[str, float] = {}
     cached: list[str] = []
-    Pipeline(changed, IntermediateCache(cache))._text_side(CAPTIONS[42], timings, cached)
+    Pipeline(changed, IntermediateCache(cache))._text_sides([CAPTIONS[42]], [timings], [cached])
     assert cached == ["candidates", "question_generation"] and timings == dict.fromkeys(cached, 0.0)
 
 

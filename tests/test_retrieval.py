@@ -220,7 +220,7 @@ def test_pica_prompt_is_the_reference_format_byte_for_byte() -> None:
 
 
 def test_exemplar_contexts_keep_the_training_caption_as_written_unless_cleaned(train) -> None:
-    from zsvqa.data import read_questions
+    from zsvqa.datasets import read_questions
     from zsvqa.retrieval import training_examples
 
     # PICa shows a COCO training caption unchanged ("Context: %s"): capitals and final period kept.

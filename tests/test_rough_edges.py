@@ -11,7 +11,7 @@ from PIL import Image
 
 from synthetic_data import QUESTIONS, write_dataset, write_gqa
 from zsvqa.cli import main
-from zsvqa.data import check_images_folder, load_dataset
+from zsvqa.datasets import check_images_folder, load_dataset
 from zsvqa.demo import check_port_free
 from zsvqa.errors import InputError, check_type
 from zsvqa.evaluation import read_predictions
@@ -106,7 +106,7 @@ def test_save_heatmap_says_where_it_wrote(tmp_path) -> None:
 def test_official_aokvqa_empty_choice_is_kept_but_never_chosen(tmp_path) -> None:
     """The official A-OKVQA val file has a question whose choices are 's', '', 'b', 'f'."""
     from synthetic_data import write_aokvqa
-    from zsvqa.aokvqa import ChoiceMapper, read_aokvqa
+    from zsvqa.datasets.aokvqa import ChoiceMapper, read_aokvqa
 
     data = write_aokvqa(tmp_path)
     records = json.loads(data["questions"].read_text())
@@ -120,7 +120,8 @@ def test_official_aokvqa_empty_choice_is_kept_but_never_chosen(tmp_path) -> None
     data["questions"].write_text(json.dumps(records))
     with pytest.raises(InputError, match="at least two of them non-empty"):
         read_aokvqa(data["questions"])
-    from zsvqa.answering import Answerer, FrozenLM
+    from zsvqa.answering import Answerer
+    from zsvqa.language_model import FrozenLM
     from zsvqa.config import AnswererConfig
     from zsvqa.prompting import Prompt
 

@@ -17,7 +17,7 @@ from zsvqa.distributed import Shard, assign_images, shard_from_env
 from zsvqa.errors import InputError
 from zsvqa.evaluation import Evaluator, merge_predictions, read_predictions
 from zsvqa.outputs import locked_run_folder
-from zsvqa.data import load_dataset
+from zsvqa.datasets import load_dataset
 from zsvqa.pipeline import Pipeline
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,7 +9,7 @@ from PIL import Image
 
 from conftest import spy_generate
 from zsvqa import models
-from zsvqa.answering import FrozenLM
+from zsvqa.language_model import FrozenLM
 from zsvqa.captioning import PatchCaptioner
 from zsvqa.config import AnswererConfig, preset
 from zsvqa.errors import InputError

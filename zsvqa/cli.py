@@ -12,7 +12,7 @@ from typing import Any, Callable
 import click
 
 from zsvqa.config import DTYPES, PRESETS, PROMPT_STYLES, QUANTIZATIONS, PipelineConfig
-from zsvqa.data import DATASETS, VQADataset
+from zsvqa.datasets import DATASETS, VQADataset
 from zsvqa.errors import InputError, ZsvqaError
 from zsvqa.outputs import check_output_dir, check_output_file
 
@@ -264,7 +264,7 @@ def eval_inputs(options: dict[str, Any]) -> EvalInputs:
     """Reads and checks the data named by DATASET_OPTIONS and MODEL_OPTIONS, before any work starts."""
     from zsvqa.cache import IntermediateCache
     from zsvqa.config import preset
-    from zsvqa.data import check_captions_cover, file_fingerprint, load_dataset, read_captions_file
+    from zsvqa.datasets import check_captions_cover, file_fingerprint, load_dataset, read_captions_file
     from zsvqa.evaluation import default_cache_path
 
     preset_name = options.pop("preset")
@@ -376,7 +376,7 @@ def index(questions: str, annotations: str, captions_path: str | None, images_di
           device: str) -> None:
     """Build a PICa-style exemplar index of training questions (and images)."""
     from zsvqa.config import preset as preset_config
-    from zsvqa.data import read_captions_file, read_questions
+    from zsvqa.datasets import read_captions_file, read_questions
     from zsvqa.retrieval import build_index, training_examples
 
     check_output_dir(out, "--out")

@@ -211,96 +211,103 @@ def _exemplars_html(result: VQAResult) -> str:
 
 
 def build_app(default_preset: str = "offline", demo: Demo | None = None) -> Any:
-    """The Gradio page over `Demo`'s handlers."""
+    """The Gradio page over `Demo`'s handlers: a tab that answers about an image, one that answers from typed
+    captions."""
     install_check()
     import gradio as gr
 
     demo = demo or Demo(default_preset)
-    defaults = demo.preset_knobs(default_preset)
-    presets = list(PRESETS)
-
-    def knob_widgets() -> list[Any]:
-        values = dict(zip([name for name, _ in KNOBS], defaults))
-        return [
-            gr.Dropdown(list(RELEVANCE_MODES), value=values["relevance"], label="relevance mode"),
-            gr.Number(values["num_patches"], precision=0, minimum=1, label="K: patches per caption"),
-            gr.Number(values["num_captions"], precision=0, minimum=1, label="N: captions"),
-            gr.Number(values["caption_filter"], minimum=0, maximum=1, label="caption filter: ITM threshold (empty: off)"),
-            gr.Dropdown(list(QUESTION_GENERATORS), value=values["question_generator"], label="question generator"),
-            gr.Dropdown(list(EXEMPLAR_SOURCES), value=values["exemplars"], label="exemplars"),
-            gr.Textbox(values["answerer"], label="answerer model (hub id, directory, .gguf or bundled:NAME)"),
-            gr.Dropdown(list(ANSWER_SELECTIONS), value=values["selection"], label="answer selection"),
-        ]
-
     with gr.Blocks(title="zsvqa: how each answer is reached") as app:
         gr.Markdown(
             "# zsvqa: zero-shot VQA, step by step\n"
             "Relevance of each patch to the question → captions of sampled patches → answer candidates and "
             "synthetic QA pairs → the prompt → the frozen language model's answer."
         )
-        with gr.Tab("Image"):
-            with gr.Row():
-                with gr.Column(scale=1):
-                    image = gr.Image(type="pil", sources=["upload", "webcam"], label="image", elem_id="image-input")
-                    if EXAMPLE_IMAGES:
-                        gr.Examples([[str(p)] for p in EXAMPLE_IMAGES], inputs=[image], label="example images")
-                    question = gr.Textbox("What color is the ball?", label="question", elem_id="image-question")
-                    preset_box = gr.Dropdown(presets, value=default_preset, label="preset", elem_id="image-preset")
-                    with gr.Accordion("settings", open=False):
-                        knobs = knob_widgets()
-                    ask = gr.Button("Answer", variant="primary", elem_id="image-ask")
-                with gr.Column(scale=2):
-                    summary = gr.Markdown(elem_id="image-answer")
-                    with gr.Row():
-                        heatmap = gr.Image(label="relevance heatmap", elem_id="heatmap", interactive=False)
-                        patches = gr.Image(
-                            label=f"patches sampled for the first {BOXED_CAPTIONS} captions", elem_id="patches",
-                            interactive=False,
-                        )
-                    captions = gr.HTML(label="captions", elem_id="captions")
-                    exemplars = gr.HTML(elem_id="image-exemplars")
-                    with gr.Accordion("full prompt", open=False):
-                        prompt = gr.Textbox(lines=12, max_lines=40, show_label=False, elem_id="image-prompt")
-
-            def on_image(*args: Any) -> tuple[Any, ...]:
-                out = demo.ask_image(*args)
-                return out.summary, out.heatmap, out.patches, out.captions, out.exemplars, out.prompt
-
-            outputs = [summary, heatmap, patches, captions, exemplars, prompt]
-            ask.click(on_image, [image, question, preset_box, *knobs], outputs)
-            question.submit(on_image, [image, question, preset_box, *knobs], outputs)
-            preset_box.change(demo.preset_knobs, [preset_box], knobs)
-
-        with gr.Tab("Captions only"):
-            gr.Markdown(
-                "Answer from captions you type, one per line: no vision model is loaded (the offline preset "
-                "answers with the bundled LLM)."
-            )
-            with gr.Row():
-                with gr.Column(scale=1):
-                    typed = gr.Textbox(
-                        "a man riding a red bicycle down a city street\na person on a bike next to parked cars",
-                        lines=6, label="captions, one per line", elem_id="typed-captions",
-                    )
-                    typed_question = gr.Textbox("What is the man riding?", label="question", elem_id="typed-question")
-                    typed_preset = gr.Dropdown(presets, value=default_preset, label="preset", elem_id="typed-preset")
-                    with gr.Accordion("settings", open=False):
-                        typed_knobs = knob_widgets()
-                    typed_ask = gr.Button("Answer", variant="primary", elem_id="typed-ask")
-                with gr.Column(scale=2):
-                    typed_summary = gr.Markdown(elem_id="typed-answer")
-                    typed_exemplars = gr.HTML(elem_id="typed-exemplars")
-                    with gr.Accordion("full prompt", open=False):
-                        typed_prompt = gr.Textbox(lines=12, max_lines=40, show_label=False, elem_id="typed-prompt")
-
-            def on_captions(*args: Any) -> tuple[Any, ...]:
-                out = demo.ask_captions(*args)
-                return out.summary, out.exemplars, out.prompt
-
-            typed_outputs = [typed_summary, typed_exemplars, typed_prompt]
-            typed_ask.click(on_captions, [typed, typed_question, typed_preset, *typed_knobs], typed_outputs)
-            typed_preset.change(demo.preset_knobs, [typed_preset], typed_knobs)
+        _image_tab(gr, demo, default_preset)
+        _captions_tab(gr, demo, default_preset)
     return app
+
+
+def _knob_widgets(gr: Any, demo: Demo, preset_name: str) -> list[Any]:
+    """The settings widgets, holding the preset's values."""
+    values = dict(zip([name for name, _ in KNOBS], demo.preset_knobs(preset_name)))
+    return [
+        gr.Dropdown(list(RELEVANCE_MODES), value=values["relevance"], label="relevance mode"),
+        gr.Number(values["num_patches"], precision=0, minimum=1, label="K: patches per caption"),
+        gr.Number(values["num_captions"], precision=0, minimum=1, label="N: captions"),
+        gr.Number(values["caption_filter"], minimum=0, maximum=1, label="caption filter: ITM threshold (empty: off)"),
+        gr.Dropdown(list(QUESTION_GENERATORS), value=values["question_generator"], label="question generator"),
+        gr.Dropdown(list(EXEMPLAR_SOURCES), value=values["exemplars"], label="exemplars"),
+        gr.Textbox(values["answerer"], label="answerer model (hub id, directory, .gguf or bundled:NAME)"),
+        gr.Dropdown(list(ANSWER_SELECTIONS), value=values["selection"], label="answer selection"),
+    ]
+
+
+def _image_tab(gr: Any, demo: Demo, default_preset: str) -> None:
+    with gr.Tab("Image"):
+        with gr.Row():
+            with gr.Column(scale=1):
+                image = gr.Image(type="pil", sources=["upload", "webcam"], label="image", elem_id="image-input")
+                if EXAMPLE_IMAGES:
+                    gr.Examples([[str(p)] for p in EXAMPLE_IMAGES], inputs=[image], label="example images")
+                question = gr.Textbox("What color is the ball?", label="question", elem_id="image-question")
+                preset_box = gr.Dropdown(list(PRESETS), value=default_preset, label="preset", elem_id="image-preset")
+                with gr.Accordion("settings", open=False):
+                    knobs = _knob_widgets(gr, demo, default_preset)
+                ask = gr.Button("Answer", variant="primary", elem_id="image-ask")
+            with gr.Column(scale=2):
+                summary = gr.Markdown(elem_id="image-answer")
+                with gr.Row():
+                    heatmap = gr.Image(label="relevance heatmap", elem_id="heatmap", interactive=False)
+                    patches = gr.Image(
+                        label=f"patches sampled for the first {BOXED_CAPTIONS} captions", elem_id="patches",
+                        interactive=False,
+                    )
+                captions = gr.HTML(label="captions", elem_id="captions")
+                exemplars = gr.HTML(elem_id="image-exemplars")
+                with gr.Accordion("full prompt", open=False):
+                    prompt = gr.Textbox(lines=12, max_lines=40, show_label=False, elem_id="image-prompt")
+
+        def on_image(*args: Any) -> tuple[Any, ...]:
+            out = demo.ask_image(*args)
+            return out.summary, out.heatmap, out.patches, out.captions, out.exemplars, out.prompt
+
+        outputs = [summary, heatmap, patches, captions, exemplars, prompt]
+        ask.click(on_image, [image, question, preset_box, *knobs], outputs)
+        question.submit(on_image, [image, question, preset_box, *knobs], outputs)
+        preset_box.change(demo.preset_knobs, [preset_box], knobs)
+
+
+def _captions_tab(gr: Any, demo: Demo, default_preset: str) -> None:
+    with gr.Tab("Captions only"):
+        gr.Markdown(
+            "Answer from captions you type, one per line: no vision model is loaded (the offline preset "
+            "answers with the bundled LLM)."
+        )
+        with gr.Row():
+            with gr.Column(scale=1):
+                typed = gr.Textbox(
+                    "a man riding a red bicycle down a city street\na person on a bike next to parked cars",
+                    lines=6, label="captions, one per line", elem_id="typed-captions",
+                )
+                typed_question = gr.Textbox("What is the man riding?", label="question", elem_id="typed-question")
+                typed_preset = gr.Dropdown(list(PRESETS), value=default_preset, label="preset", elem_id="typed-preset")
+                with gr.Accordion("settings", open=False):
+                    typed_knobs = _knob_widgets(gr, demo, default_preset)
+                typed_ask = gr.Button("Answer", variant="primary", elem_id="typed-ask")
+            with gr.Column(scale=2):
+                typed_summary = gr.Markdown(elem_id="typed-answer")
+                typed_exemplars = gr.HTML(elem_id="typed-exemplars")
+                with gr.Accordion("full prompt", open=False):
+                    typed_prompt = gr.Textbox(lines=12, max_lines=40, show_label=False, elem_id="typed-prompt")
+
+        def on_captions(*args: Any) -> tuple[Any, ...]:
+            out = demo.ask_captions(*args)
+            return out.summary, out.exemplars, out.prompt
+
+        typed_outputs = [typed_summary, typed_exemplars, typed_prompt]
+        typed_ask.click(on_captions, [typed, typed_question, typed_preset, *typed_knobs], typed_outputs)
+        typed_preset.change(demo.preset_knobs, [typed_preset], typed_knobs)
 
 
 def check_port_free(host: str, port: int) -> None:

@@ -13,19 +13,13 @@ from typing import Any, Callable
 
 from tqdm import tqdm
 
-from zsvqa import wordnet
-from zsvqa.aokvqa import ChoiceMapper, direct_answer_accuracy, submission, summarize_aokvqa
-from zsvqa.data import VQADataset, VQAQuestion, check_captions_cover
+from zsvqa.datasets import ScoringOptions, VQADataset, VQAQuestion, check_captions_cover, dataset_format
 from zsvqa.distributed import Shard, assign_images, barrier, finish, start
 from zsvqa.errors import InputError
-from zsvqa.gqa import gqa_accuracy, gqa_accuracy_lavis, predictions, summarize_gqa
-from zsvqa.metric import (
-    ScoredQuestion, lemmatize_answer, lemmatized_vqa_accuracy, summarize, summarize_records, vqa_accuracy,
-    vqa_accuracy_lavis,
-)
-from zsvqa.normalize import okvqa_answer
+from zsvqa.inputs import EMPTY_QUESTION
+from zsvqa.locations import cache_dir
 from zsvqa.outputs import check_output_dir, locked_run_folder, write_atomic
-from zsvqa.pipeline import EMPTY_QUESTION, Pipeline, QuestionCaptions
+from zsvqa.pipeline import Pipeline, QuestionCaptions
 
 log = logging.getLogger(__name__)
 
@@ -162,35 +156,6 @@ def _check_run_config(out_dir: Path, run_config: dict[str, Any], write: bool = T
         write_atomic(path, json.dumps(run_config, indent=2))
 
 
-def score_question(question: VQAQuestion, answer: str, lemmatized: bool, dataset: str = "vqav2") -> float:
-    """The dataset's own per-question score, in [0, 1] (A-OKVQA: its direct-answer score)."""
-    if dataset == "gqa":
-        return gqa_accuracy(answer, question.answers[0])
-    if dataset == "aokvqa":
-        return direct_answer_accuracy(answer, question.answers)
-    return (lemmatized_vqa_accuracy if lemmatized else vqa_accuracy)(answer, question.answers)
-
-
-def lavis_metrics(dataset: VQADataset, records: list[dict[str, Any]], lemmatized: bool) -> dict[str, Any]:
-    """The papers' scorer beside the official one (README "Scoring"), summarized as the official one is: LAVIS's
-    VQA accuracy (of the lemmatized prediction with --lemmatized, as Img2LLM's OK-VQA figure) or GQA score.
-    A-OKVQA's papers used A-OKVQA's own scorer: nothing is added there."""
-    questions = {q.question_id: q for q in dataset.questions}
-
-    def rescored(score: Callable[[VQAQuestion, str], float]) -> list[dict[str, Any]]:
-        return [{**r, "accuracy": 0.0 if r.get("error") else score(questions[r["question_id"]], r["answer"])}
-                for r in records]
-
-    if dataset.name == "gqa":
-        gqa = rescored(lambda q, a: gqa_accuracy_lavis(a, q.answers[0]))
-        return {"gqa_accuracy_lavis": summarize_gqa(gqa, questions)}
-    if dataset.name == "aokvqa":
-        return {}
-    prediction = lemmatize_answer if lemmatized else str
-    vqa = rescored(lambda q, a: vqa_accuracy_lavis(prediction(a), q.answers))
-    return {"vqa_accuracy_lavis": summarize_records(vqa, questions, "vqa-accuracy-lavis (prediction always normalized)")}
-
-
 class Evaluator:
     """Runs a pipeline over a dataset split into an output folder."""
 
@@ -205,11 +170,11 @@ class Evaluator:
         score_choices: bool = False,
         shard: Shard | None = None,
     ) -> None:
-        if lemmatized and dataset.name != "okvqa":
-            raise InputError("the lemmatized accuracy is an OK-VQA variant; use it with --dataset okvqa")
-        if lemmatized:
-            wordnet.load()  # its absence is reported before any work
-        if score_choices and dataset.name != "aokvqa":
+        # A-OKVQA's free answers are mapped to a choice by the sentence encoder retrieval uses.
+        self.format = dataset_format(
+            dataset.name, ScoringOptions(lemmatized, pipeline.config.retrieval.embedding_model, pipeline.config.device)
+        )
+        if score_choices and not self.format.has_choices:
             raise InputError("--score-choices ranks A-OKVQA's multiple choices; use it with --dataset aokvqa")
         if score_choices and pipeline.config.answerer.kind != "causal":
             raise InputError(
@@ -230,12 +195,7 @@ class Evaluator:
         self.shard = shard or Shard()
         # OK-VQA's processed answers are lemmas ("banana", "fly kite"): answers follow where the preset says so.
         self.answer_form: Callable[[str], str] = (
-            okvqa_answer if dataset.name == "okvqa" and pipeline.config.answerer.dataset_answer_form else str
-        )
-        # A-OKVQA's free answers are mapped to a choice by the sentence encoder retrieval uses.
-        self.choice_mapper = (
-            ChoiceMapper(pipeline.config.retrieval.embedding_model, pipeline.config.device)
-            if dataset.name == "aokvqa" else None
+            self.format.answer_form if pipeline.config.answerer.dataset_answer_form else str
         )
 
     def run(self, progress: bool = True, on_answer: Callable[[dict[str, Any]], None] | None = None) -> EvalSummary:
@@ -270,8 +230,7 @@ class Evaluator:
             log.warning("%d questions are empty (ids %s): each gets an error record; the others are answered",
                         len(empty), ", ".join(map(str, empty[:5])) + (", ..." if len(empty) > 5 else ""))
         if wanted - set(done):
-            if self.choice_mapper is not None:
-                self.choice_mapper.load()
+            self.format.prepare()
             self.pipeline.load_models(vision=False)  # language models first (see load_models); vision when needed
         bar = tqdm(total=len(wanted), initial=resumed, unit="q", desc="eval", disable=not progress, dynamic_ncols=True)
         answered = 0
@@ -356,9 +315,7 @@ class Evaluator:
             if isinstance(result, InputError):
                 records[question.question_id] = self._record(question, error=str(result))
                 continue
-            chosen = {}
-            if self.choice_mapper is not None:
-                chosen["choice_embedding"] = self.choice_mapper(result.answer, question.choices)
+            chosen = self.format.answer_fields(question, result.answer)
             if self.score_choices and result.given_choice_scores:
                 chosen["choice_llm"] = next(iter(result.given_choice_scores))
             records[question.question_id] = (
@@ -389,46 +346,20 @@ class Evaluator:
             **fields,
         }
         if self.dataset.annotated:
-            record["accuracy"] = (
-                score_question(question, answer, self.lemmatized, self.dataset.name) if error is None else 0.0
-            )
+            record["accuracy"] = self.format.score(question, answer) if error is None else 0.0
         if error is not None:
             record["error"] = error
         return record
 
     def _write_results(self, records: list[dict[str, Any]]) -> None:
         """The dataset's official submission format."""
-        results: Any
-        if self.dataset.name == "aokvqa":
-            results = submission(records)
-        elif self.dataset.name == "gqa":
-            results = predictions(records)
-        else:
-            results = [{"question_id": r["question_id"], "answer": r["answer"]} for r in records]
-        write_atomic(self.out_dir / RESULTS_FILE, json.dumps(results))
+        write_atomic(self.out_dir / RESULTS_FILE, json.dumps(self.format.submission(records)))
 
     def _write_metrics(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         questions = {q.question_id: q for q in self.dataset.questions}
-        if self.dataset.name == "aokvqa":
-            encoder = self.pipeline.config.retrieval.embedding_model
-            return self._save_metrics(summarize_aokvqa(records, questions, encoder), records)
-        if self.dataset.name == "gqa":
-            return self._save_metrics(summarize_gqa(records, questions), records)
-        scored = [
-            ScoredQuestion(
-                r["question_id"],
-                r["accuracy"],
-                questions[r["question_id"]].answer_type,
-                questions[r["question_id"]].question_type,
-            )
-            for r in records
-        ]
-        name = "okvqa-lemmatized-accuracy (Img2LLM variant, not official)" if self.lemmatized else "vqa-accuracy"
-        return self._save_metrics(summarize(scored, name), records)
-
-    def _save_metrics(self, metrics: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
+        metrics = self.format.summarize(records, questions)
         metrics["errors"] = sum(1 for r in records if r.get("error"))
-        metrics.update(lavis_metrics(self.dataset, records, self.lemmatized))
+        metrics.update(self.format.papers_metrics(records, questions))
         write_atomic(self.out_dir / METRICS_FILE, json.dumps(metrics, indent=2))
         return metrics
 
@@ -454,7 +385,7 @@ class Evaluator:
                 "precomputed_captions": self.captions is not None,
                 "lemmatized_metric": self.lemmatized,
                 # Only where it applies, so run folders made before the option existed still resume.
-                **({"score_choices": self.score_choices} if self.dataset.name == "aokvqa" else {}),
+                **({"score_choices": self.score_choices} if self.format.has_choices else {}),
             },
         }
 
@@ -475,8 +406,6 @@ def _chunks(
 
 
 def default_cache_path() -> Path:
-    from zsvqa.models import cache_dir
-
     return cache_dir() / "intermediates.sqlite"
 
 

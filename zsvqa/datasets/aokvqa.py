@@ -13,7 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from zsvqa.data import VQAQuestion, image_key, read_json
+from zsvqa.datasets.base import DatasetFormat, ScoringOptions, VQAQuestion, image_key, read_json
+from zsvqa.embedding import embed, load_encoder
 from zsvqa.errors import InputError
 from zsvqa.normalize import normalize_vqa_answer, normalize_whitespace
 
@@ -114,8 +115,6 @@ class ChoiceMapper:
 
     def load(self) -> Any:
         """The encoder; a run loads it before its first question, so a model that cannot load stops it before work."""
-        from zsvqa.retrieval import load_encoder
-
         if self._encoder is None:
             self._encoder = load_encoder(self.model, self.device, option="--set retrieval.embedding_model")
         return self._encoder
@@ -125,9 +124,7 @@ class ChoiceMapper:
         exact = [c for c in choices if _normal(c) == _normal(answer)]
         if exact or not answer.strip():
             return exact[0] if exact else choices[0]  # an empty answer says nothing: the first choice, as a guess
-        from zsvqa.retrieval import _embed
-
-        vectors = _embed(self.load(), [answer, *choices])
+        vectors = embed(self.load(), [answer, *choices])
         similarities = vectors[1:] @ vectors[0]
         return choices[int(similarities.argmax())]  # ties go to the first choice
 
@@ -166,3 +163,36 @@ def submission(records: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
         }
         for r in records
     }
+
+
+class AOKVQA(DatasetFormat):
+    """Direct answers scored as the official evaluation does; each free answer also mapped to a choice."""
+
+    name = "aokvqa"
+    carries_answers = True
+    has_choices = True
+
+    def __init__(self, options: ScoringOptions = ScoringOptions()) -> None:
+        super().__init__(options)
+        self.choice_mapper = ChoiceMapper(options.embedding_model, options.device)
+
+    def read(self, questions_path: str | Path, annotations_path: str | Path | None) -> tuple[list[VQAQuestion], bool]:
+        return read_aokvqa(questions_path)
+
+    def image_name(self, image_id: int | str) -> str:
+        return f"{image_id}.jpg" if isinstance(image_id, str) else f"{image_id:012d}.jpg"
+
+    def score(self, question: VQAQuestion, answer: str) -> float:
+        return direct_answer_accuracy(answer, question.answers)
+
+    def summarize(self, records: list[dict[str, Any]], questions: dict[Any, VQAQuestion]) -> dict[str, Any]:
+        return summarize_aokvqa(records, questions, self.options.embedding_model)
+
+    def submission(self, records: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+        return submission(records)
+
+    def prepare(self) -> None:
+        self.choice_mapper.load()
+
+    def answer_fields(self, question: VQAQuestion, answer: str) -> dict[str, Any]:
+        return {"choice_embedding": self.choice_mapper(answer, question.choices)}

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from zsvqa.data import VQAQuestion, image_key, read_json
+from zsvqa.datasets.base import DatasetFormat, VQAQuestion, image_key, index_image_stems, read_json, rescore
 from zsvqa.errors import InputError
 from zsvqa.metric import summarize_records
 from zsvqa.normalize import normalize_vqa_answer, normalize_whitespace, process_digits_and_articles, process_punctuation
@@ -92,3 +92,30 @@ def summarize_gqa(records: list[dict[str, Any]], questions: dict[Any, VQAQuestio
 def predictions(records: list[dict[str, Any]]) -> list[dict[str, str]]:
     """The official prediction file: [{"questionId": ..., "prediction": ...}]."""
     return [{"questionId": str(r["question_id"]), "prediction": r["answer"]} for r in records]
+
+
+class GQA(DatasetFormat):
+    """Exact match against the one answer, overall and per structural and semantic type."""
+
+    name = "gqa"
+    carries_answers = True
+
+    def read(self, questions_path: str | Path, annotations_path: str | Path | None) -> tuple[list[VQAQuestion], bool]:
+        return read_gqa(questions_path)
+
+    def index_images(self, images_dir: str | Path) -> dict[int | str, Path]:
+        return index_image_stems(images_dir)
+
+    def score(self, question: VQAQuestion, answer: str) -> float:
+        return gqa_accuracy(answer, question.answers[0])
+
+    def summarize(self, records: list[dict[str, Any]], questions: dict[Any, VQAQuestion]) -> dict[str, Any]:
+        return summarize_gqa(records, questions)
+
+    def submission(self, records: list[dict[str, Any]]) -> list[dict[str, str]]:
+        return predictions(records)
+
+    def papers_metrics(self, records: list[dict[str, Any]], questions: dict[Any, VQAQuestion]) -> dict[str, Any]:
+        """LAVIS's GQA score: the prediction normalized, the gold answer as written."""
+        rescored = rescore(records, questions, lambda question, answer: gqa_accuracy_lavis(answer, question.answers[0]))
+        return {"gqa_accuracy_lavis": summarize_gqa(rescored, questions)}
