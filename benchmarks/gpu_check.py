@@ -145,7 +145,7 @@ def plan(device: str, tiny: bool, folder: Path, bitsandbytes: bool, bundled_llm:
                               "answerer.batch_size=8", "--out", str(folder / "eval"), "--no-cache", "--no-progress"],
              120, ("torchrun sharded eval",), rate=eval_rate),
     ]
-    speed = [python, "benchmarks/speed.py", "--device", device, "--no-baselines"]
+    speed = [python, "benchmarks/speed.py", "--device", device, "--dtype", "auto", "--no-baselines"]
     if tiny:
         report = folder / "speed-tiny.json"
         steps.append(Step("speed-tiny", [*speed, "--preset", "tiny", "--out", str(report)], 120, ("tiny speed.py",),

@@ -49,9 +49,10 @@ QUESTIONS = [
     "what is on the table next to the window?",
 ]
 def settings(
-    preset_name: str, num_captions: int, num_patches: int, device: str, dtype: str, quantize: str | None
+    preset_name: str, num_captions: int, num_patches: int, device: str, dtype: str | None, quantize: str | None
 ) -> dict[str, Any]:
-    """Overrides of the preset: real-size random models of the paper's architectures, N, K and precision."""
+    """Overrides of the preset: real-size random models of the paper's architectures, N, K and precision (None:
+    the preset's own; quantize "none": no quantization)."""
     base: dict[str, Any] = {}
     if preset_name != "tiny":
         base = {"matcher.model": "random:blip-itm-large", "captioner.model": "random:blip-captioner-large"}
@@ -71,8 +72,8 @@ def settings(
         "captioner.num_captions": num_captions,
         "captioner.num_patches": num_patches,
         "device": device,
-        "dtype": dtype,
-        "quantize": quantize,
+        **({"dtype": dtype} if dtype else {}),
+        **({"quantize": None if quantize == "none" else quantize} if quantize else {}),
     }
 
 
@@ -238,17 +239,18 @@ def prepare_models(overrides: dict[str, Any], preset_name: str) -> None:
 @click.option("--reference", type=click.Path(exists=True, dir_okay=False), default=None,
               help="LAVIS's stage times from ../shared/lavis-bench (bench.py JSON), measured on this machine")
 @click.option("--device", default="cpu", show_default=True)
-@click.option("--dtype", default="auto", type=click.Choice(list(DTYPES)), show_default=True,
-              help="auto: bfloat16 where this machine has bfloat16 units, else float32")
-@click.option("--quantize", type=click.Choice(list(QUANTIZATIONS)), default=None,
-              help="int8 weights for the text decoders (CPU)")
+@click.option("--dtype", default=None, type=click.Choice(list(DTYPES)),
+              help="weight precision [default: the preset's]; auto: bfloat16 where this machine has bfloat16 units")
+@click.option("--quantize", type=click.Choice([*QUANTIZATIONS, "none"]), default=None,
+              help="int8 weights for the text decoders (CPU) [default: the preset's]; auto: what measured fastest "
+                   "on this CPU")
 @click.option("--set", "settings_given", multiple=True, metavar="KEY=VALUE",
               help="any other setting, e.g. --set answerer.fid_encode_batch=none (repeatable)")
 @click.option("--profile", "profile_out", default=None,
               help="also profile one question (torch.profiler) and write each stage's costliest operators here")
 @click.option("--out", default="runs/speed.json", show_default=True, help="where the JSON report goes")
 def speed(preset_name: str, num_captions: int | None, num_patches: int | None, num_questions: int,
-          baseline_questions: int, baselines: bool, reference: str | None, device: str, dtype: str,
+          baseline_questions: int, baselines: bool, reference: str | None, device: str, dtype: str | None,
           quantize: str | None, settings_given: tuple[str, ...], profile_out: str | None, out: str) -> None:
     """Measure per-stage time, peak memory and the four optimisation ratios (and LAVIS's, with --reference)."""
     check_output_file(out, "--out")  # minutes of measuring must not end in an unwritable report
@@ -281,7 +283,8 @@ def speed(preset_name: str, num_captions: int | None, num_patches: int | None, n
     questions = (QUESTIONS * (num_questions // len(QUESTIONS) + 1))[:num_questions]
     image = Image.fromarray(np.random.RandomState(0).randint(0, 256, (480, 640, 3), dtype=np.uint8))
     report: dict[str, Any] = {
-        "machine": machine(), "settings": config.to_dict(), "dtype_used": pipeline.dtype, "questions": len(questions)
+        "machine": machine(), "settings": config.to_dict(), "dtype_used": pipeline.dtype,
+        "quantize_used": pipeline.quantize, "questions": len(questions)
     }
     memory: dict[str, float] = {}
     steps = tqdm(total=7 if baselines else 3, desc="speed", unit="step")
@@ -467,7 +470,8 @@ def render(report: dict[str, Any]) -> str:
         + (f", {m['gpu']}" if "gpu" in m else "") + f"; {m['date']}",
         f"settings: {settings['name']}, K={settings['captioner']['num_patches']}, "
         f"N={settings['captioner']['num_captions']}, {report['questions']} questions on one image, device "
-        f"{settings['device']}, dtype {settings['dtype']} ({report['dtype_used']}), quantize {settings['quantize']}",
+        f"{settings['device']}, dtype {settings['dtype']} ({report['dtype_used']}), quantize {settings['quantize']} "
+        f"({report.get('quantize_used', settings['quantize'])})",
     ]
     if "gradcam" in report:
         g, f, c = (report[k] for k in ("gradcam", "image_features", "captioning"))

@@ -79,6 +79,10 @@ def test_auto_quantize_follows_the_cpu(monkeypatch, capabilities, expected) -> N
     assert resolve_quantize("auto", "cpu") == expected
     assert resolve_quantize("auto", "cuda") is None and resolve_quantize(None, "cpu") is None
     assert resolve_quantize("int8", "cpu") == "int8"
+    # The pipeline's stages load in what "auto" resolved to here.
+    pipeline = Pipeline(preset("tiny").with_overrides({"quantize": "auto"}))
+    quantized = any("quantized" in type(m).__module__ for m in pipeline.captioner.model.text_decoder.modules())
+    assert pipeline.quantize == expected and quantized == (expected == "int8")
 
 
 def test_auto_dtype_is_bfloat16_only_where_the_hardware_runs_it(monkeypatch) -> None:

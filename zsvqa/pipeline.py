@@ -135,7 +135,8 @@ class Pipeline(Stages):
         return [hit.value for hit in found]
 
     def _vision_description(self, image: str | Path, question: str) -> dict[str, Any]:
-        return captions_description(self.config, self.dtype, file_identity(check_image_path(image)), question)
+        identity = file_identity(check_image_path(image))
+        return captions_description(self.config, (self.dtype, self.quantize), identity, question)
 
     def _caption_image(self, image: Picture, questions: list[str]) -> list[QuestionCaptions]:
         picture = load_image(image, self.config.exif_orientation)

@@ -14,7 +14,7 @@ from zsvqa.config import PipelineConfig
 from zsvqa.errors import InputError
 from zsvqa.grounding import CaptionGrounder
 from zsvqa.matching import ImageQuestionMatcher
-from zsvqa.models import resolve_dtype
+from zsvqa.models import resolve_dtype, resolve_quantize
 from zsvqa.prompting import PromptBuilder, chat_overhead_tokens
 from zsvqa.question_generation import QuestionGenerator
 from zsvqa.retrieval import ExemplarRetriever
@@ -31,7 +31,9 @@ class Stages:
 
     def __init__(self, config: PipelineConfig) -> None:
         self.config = config.validate()
-        self.dtype = resolve_dtype(config.dtype, config.device)  # what "auto" means on this machine
+        # What "auto" means on this machine.
+        self.dtype = resolve_dtype(config.dtype, config.device)
+        self.quantize = resolve_quantize(config.quantize, config.device)
         if config.prompt.exemplars == "retrieved" and not config.retrieval.index:
             raise InputError(
                 f"the {config.name} setting uses retrieved exemplars, which need an index: build one with "
@@ -44,7 +46,7 @@ class Stages:
 
     @functools.cached_property
     def lm(self) -> FrozenLM:
-        return FrozenLM(self.config.answerer, self.config.device, self.dtype, self.config.quantize)
+        return FrozenLM(self.config.answerer, self.config.device, self.dtype, self.quantize)
 
     @functools.cached_property
     def matcher(self) -> ImageQuestionMatcher:
@@ -56,7 +58,7 @@ class Stages:
     def captioner(self) -> PatchCaptioner:
         return PatchCaptioner(
             self.config.captioner, self.config.device, self.dtype, self.config.vision_layer_norm_eps,
-            self.config.quantize,
+            self.quantize,
         )
 
     @functools.cached_property
@@ -83,12 +85,12 @@ class Stages:
     @functools.cached_property
     def question_generator(self) -> QuestionGenerator:
         lm = self.lm if self.config.question_gen.backend == "llm" else None
-        return QuestionGenerator(self.config.question_gen, lm, self.config.device, self.dtype, self.config.quantize)
+        return QuestionGenerator(self.config.question_gen, lm, self.config.device, self.dtype, self.quantize)
 
     @functools.cached_property
     def text_side(self) -> TextSideMaker:
         return TextSideMaker(
-            self.config, self.dtype, lambda: self.candidate_extractor, lambda: self.question_generator
+            self.config, (self.dtype, self.quantize), lambda: self.candidate_extractor, lambda: self.question_generator
         )
 
     @functools.cached_property

@@ -30,12 +30,12 @@ class TextSideMaker:
     def __init__(
         self,
         config: PipelineConfig,
-        dtype: str,
+        precision: tuple[str, str | None],
         extractor: Callable[[], AnswerCandidateExtractor],
         generator: Callable[[], QuestionGenerator],
     ) -> None:
         self.config = config
-        self.dtype = dtype
+        self.precision = precision  # (dtype, quantize) as resolved on this machine
         self.extractor = extractor
         self.generator = generator
         self.needs_exemplars = config.prompt.exemplars == "synthetic" and config.question_gen.backend != "none"
@@ -76,7 +76,7 @@ class TextSideMaker:
             "question_gen": dataclasses.asdict(config.question_gen) if self.needs_exemplars else None,
             # The llm question generator is the answerer's model: its questions depend on that model too.
             "llm": dataclasses.asdict(config.answerer) if config.question_gen.backend == "llm" else None,
-            "precision": [self.dtype, config.quantize] if self.needs_exemplars else None,
+            "precision": list(self.precision) if self.needs_exemplars else None,
         }
 
     @staticmethod

@@ -126,7 +126,7 @@ def stored_captions(stored: dict[str, Any]) -> QuestionCaptions:
 
 
 def captions_description(
-    config: PipelineConfig, dtype: str, image_identity: dict[str, Any], question: str
+    config: PipelineConfig, precision: tuple[str, str | None], image_identity: dict[str, Any], question: str
 ) -> dict[str, Any]:
     """Everything a question's captions depend on."""
     return {
@@ -139,6 +139,6 @@ def captions_description(
         "blip_question": config.blip_question,
         "seed": config.seed,
         # Precision changes captions a little: a bfloat16 or int8 run never reuses float32 captions.
-        "dtype": dtype,
-        "quantize": config.quantize,
+        "dtype": precision[0],
+        "quantize": precision[1],
     }
