@@ -119,10 +119,19 @@ def render(rows: list[dict[str, Any]], noise: float) -> str:
               help="large: real-size random models; tiny: a smoke run")
 @click.option("--questions", "num_questions", type=int, default=5, show_default=True)
 @click.option("--num-captions", type=int, default=100, show_default=True, help="N")
+@click.option("--precisions", default=",".join(label for label, _, _ in PRECISIONS[1:]), show_default=True,
+              help="the precisions compared with float32, comma-separated (bfloat16 is emulated, and very slow, on "
+                   "CPUs without AVX512-BF16 or AMX)")
 @click.option("--out", default="runs/precision.json", show_default=True, help="where the JSON report goes")
-def precision(size: str, num_questions: int, num_captions: int, out: str) -> None:
+def precision(size: str, num_questions: int, num_captions: int, precisions: str, out: str) -> None:
     """GradCAM, captions and FiD answers of each precision against float32, on shared random weights."""
     check_output_file(out, "--out")
+    known = {label: (dtype, quantize) for label, dtype, quantize in PRECISIONS}
+    chosen = [p.strip() for p in precisions.split(",") if p.strip()]
+    unknown = [p for p in chosen if p not in known or p == "float32"]
+    if unknown or not chosen:
+        raise click.BadParameter(f"{unknown or precisions!r}; choose among {', '.join(list(known)[1:])}",
+                                 param_hint="--precisions")
     import numpy as np
     from PIL import Image
     from tqdm import tqdm
@@ -132,7 +141,8 @@ def precision(size: str, num_questions: int, num_captions: int, out: str) -> Non
     questions = (QUESTIONS * (num_questions // len(QUESTIONS) + 1))[:num_questions]
     reference = None
     rows = []
-    for label, dtype, quantize in tqdm(PRECISIONS, desc="precisions", unit="precision"):
+    for label in tqdm(["float32", *chosen], desc="precisions", unit="precision"):
+        dtype, quantize = known[label]
         row = measure(size, label, dtype, quantize, image, questions, num_captions, reference)
         if reference is None:
             reference = row
