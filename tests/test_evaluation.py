@@ -24,7 +24,7 @@ from zsvqa.metric import (
     vqa_accuracy_lavis,
 )
 from zsvqa.pipeline import Pipeline
-from zsvqa.retrieval import ExemplarRetriever, build_index, training_examples
+from zsvqa.retrieval import ExemplarRetriever
 
 
 # (prediction, ten human answers, accuracy) worked out by hand from the definition:
