@@ -243,6 +243,18 @@ def _knob_widgets(gr: Any, demo: Demo, preset_name: str) -> list[Any]:
     ]
 
 
+def _question_controls(
+    gr: Any, demo: Demo, default_preset: str, tab: str, question: str
+) -> tuple[Any, Any, list[Any], Any]:
+    """A tab's question box, preset choice, settings and Answer button (element ids prefixed by `tab`)."""
+    question_box = gr.Textbox(question, label="question", elem_id=f"{tab}-question")
+    preset_box = gr.Dropdown(list(PRESETS), value=default_preset, label="preset", elem_id=f"{tab}-preset")
+    with gr.Accordion("settings", open=False):
+        knobs = _knob_widgets(gr, demo, default_preset)
+    ask = gr.Button("Answer", variant="primary", elem_id=f"{tab}-ask")
+    return question_box, preset_box, knobs, ask
+
+
 def _image_tab(gr: Any, demo: Demo, default_preset: str) -> None:
     with gr.Tab("Image"):
         with gr.Row():
@@ -250,11 +262,9 @@ def _image_tab(gr: Any, demo: Demo, default_preset: str) -> None:
                 image = gr.Image(type="pil", sources=["upload", "webcam"], label="image", elem_id="image-input")
                 if EXAMPLE_IMAGES:
                     gr.Examples([[str(p)] for p in EXAMPLE_IMAGES], inputs=[image], label="example images")
-                question = gr.Textbox("What color is the ball?", label="question", elem_id="image-question")
-                preset_box = gr.Dropdown(list(PRESETS), value=default_preset, label="preset", elem_id="image-preset")
-                with gr.Accordion("settings", open=False):
-                    knobs = _knob_widgets(gr, demo, default_preset)
-                ask = gr.Button("Answer", variant="primary", elem_id="image-ask")
+                question, preset_box, knobs, ask = _question_controls(
+                    gr, demo, default_preset, "image", "What color is the ball?"
+                )
             with gr.Column(scale=2):
                 summary = gr.Markdown(elem_id="image-answer")
                 with gr.Row():
@@ -290,11 +300,9 @@ def _captions_tab(gr: Any, demo: Demo, default_preset: str) -> None:
                     "a man riding a red bicycle down a city street\na person on a bike next to parked cars",
                     lines=6, label="captions, one per line", elem_id="typed-captions",
                 )
-                typed_question = gr.Textbox("What is the man riding?", label="question", elem_id="typed-question")
-                typed_preset = gr.Dropdown(list(PRESETS), value=default_preset, label="preset", elem_id="typed-preset")
-                with gr.Accordion("settings", open=False):
-                    typed_knobs = _knob_widgets(gr, demo, default_preset)
-                typed_ask = gr.Button("Answer", variant="primary", elem_id="typed-ask")
+                typed_question, typed_preset, typed_knobs, typed_ask = _question_controls(
+                    gr, demo, default_preset, "typed", "What is the man riding?"
+                )
             with gr.Column(scale=2):
                 typed_summary = gr.Markdown(elem_id="typed-answer")
                 typed_exemplars = gr.HTML(elem_id="typed-exemplars")
