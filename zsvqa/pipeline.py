@@ -16,11 +16,11 @@ from typing import Any
 from PIL import Image
 
 from zsvqa.cache import COMPUTED, DISK, MEMORY, IntermediateCache, StageCache
-from zsvqa.locations import file_identity
 from zsvqa.config import PipelineConfig, preset
 from zsvqa.errors import InputError, check_type
 from zsvqa.images import check_image_path, load_image
 from zsvqa.inputs import as_texts, check_captions, check_exemplars, check_image, check_question, clean_captions
+from zsvqa.locations import file_identity
 from zsvqa.planning import QuestionPlan, QuestionPlanner
 from zsvqa.prompting import QAExemplar
 from zsvqa.stages import Stages
