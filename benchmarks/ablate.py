@@ -181,7 +181,7 @@ def write_tables(rows: list[dict[str, Any]], columns: list[str], out: Path) -> N
         writer.writeheader()
         writer.writerows(rows)
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(c, row[c]) for c in columns) + " |" for row in rows]
+    lines += ["| " + " | ".join(cell(c, row.get(c)) for c in columns) + " |" for row in rows]
     (out / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 

@@ -24,7 +24,7 @@ import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ablate import write_tables  # noqa: E402
+from ablate import category_accuracy, write_tables  # noqa: E402
 from zsvqa.cli import ScriptCommand, configure_logging, model_options, overrides_from  # noqa: E402
 from zsvqa.config import preset  # noqa: E402
 from zsvqa.datasets import dataset_format, load_dataset, read_captions_file  # noqa: E402
@@ -119,6 +119,9 @@ def realdev(out: str, data: str, sets: str, baselines: bool, limit: int | None, 
         if limit:
             dataset.questions = dataset.questions[:limit]
         captions = read_captions_file(root / "captions.json")
+        # A set with a categories file (benchmarks/devset) gets an accuracy column per category.
+        categories_path = root / "categories.json"
+        categories = json.loads(categories_path.read_text(encoding="utf-8")) if categories_path.is_file() else {}
         for variant, variant_config in variants:
             run = Path(out) / name / variant.replace(" ", "-")
             causal = variant_config.answerer.kind == "causal"
@@ -127,10 +130,11 @@ def realdev(out: str, data: str, sets: str, baselines: bool, limit: int | None, 
                 data_description={"realdev": str(root), "limit": limit}, score_choices=name == "aokvqa" and causal,
             )
             records = list(read_predictions(run / "predictions.jsonl").values())
-            rows.append(metrics_row(name, variant, summary.metrics or {}, records))
+            rows.append({**metrics_row(name, variant, summary.metrics or {}, records),
+                         **category_accuracy(records, categories)})
             if name == "okvqa" and not variant_config.answerer.dataset_answer_form:
                 rows.append(with_okvqa_form(variant, dataset, records))
-    columns = list(rows[0])
+    columns = list(dict.fromkeys(column for row in rows for column in row))
     Path(out).mkdir(parents=True, exist_ok=True)
     write_tables(rows, columns, Path(out))
     click.echo((Path(out) / "results.md").read_text(encoding="utf-8"))

@@ -289,6 +289,9 @@ def test_realdev_script_runs_the_preset_beside_the_baselines(tmp_path) -> None:
     """A folder laid out as ../shared/realdev (a vqav2/ subfolder with captions), the tiny preset."""
     data = write_dataset(tmp_path / "realdev" / "vqav2")
     assert data["captions"].name == "captions.json"
+    ids = [q["question_id"] for q in json.loads(data["questions"].read_text())["questions"]]
+    # A categories file beside the questions (as benchmarks/devset has) adds a column per category.
+    (data["questions"].parent / "categories.json").write_text(json.dumps({str(i): "odd" if i % 2 else "even" for i in ids}))
     out = tmp_path / "run"
     result = run_script("benchmarks/realdev.py", "--preset", "tiny", "--data", str(tmp_path / "realdev"),
                         "--sets", "vqav2", "--out", str(out), "--no-progress")
@@ -297,6 +300,7 @@ def test_realdev_script_runs_the_preset_beside_the_baselines(tmp_path) -> None:
     baselines = [name for name in json.loads((ROOT / "benchmarks" / "baselines.json").read_text()) if name[0] != "_"]
     assert [row["variant"] for row in rows] == ["tiny", *baselines]
     assert all(row["errors"] == "0" and row["acc_yes/no"] and row["seconds_per_question"] for row in rows)
+    assert all(row["acc_odd"] and row["acc_even"] for row in rows)
     refused = run_script("benchmarks/realdev.py", "--preset", "tiny", "--data", str(tmp_path / "realdev"),
                          "--sets", "vqav2,gqa", "--out", str(tmp_path / "other"))
     assert refused.returncode == 1 and "--sets takes names from vqav2, okvqa, aokvqa" in refused.stderr
