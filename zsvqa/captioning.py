@@ -183,7 +183,11 @@ class PatchCaptioner:
             output = self._sample_top_k(states, generator)
         else:
             output = self._transformers_generate(states, generator)
-        texts = self.processor.tokenizer.batch_decode(output[:, self.prompt_ids.shape[1] :], skip_special_tokens=True)
+        return self.decode(output)
+
+    def decode(self, tokens: torch.Tensor) -> list[str]:
+        """Captions from the decoder's token ids [captions, prompt + new tokens], whitespace tidied."""
+        texts = self.processor.tokenizer.batch_decode(tokens[:, self.prompt_ids.shape[1] :], skip_special_tokens=True)
         return [" ".join(text.split()) for text in texts]
 
     def _transformers_generate(self, states: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
