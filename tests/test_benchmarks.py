@@ -232,7 +232,9 @@ def test_results_table_has_one_number_format_per_column(ablate, tmp_path) -> Non
     ]
 
 
-@pytest.mark.parametrize("script", ["ablate", "speed", "scaling", "batching", "lavis_equivalence", "precision"])
+@pytest.mark.parametrize(
+    "script", ["ablate", "speed", "scaling", "batching", "lavis_equivalence", "precision", "caption_sampler"]
+)
 def test_usage_line_names_the_script_once(script) -> None:
     result = run_script(f"benchmarks/{script}.py", "--help")
     assert result.returncode == 0 and result.stdout.startswith(f"Usage: {script}.py [OPTIONS]\n")

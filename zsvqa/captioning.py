@@ -179,6 +179,18 @@ class PatchCaptioner:
         else:
             states = features.embeds[0, 1:][patches.to(self.device)]  # [count, K, hidden], no [CLS]
         states = states.to(self.model.text_decoder.dtype)  # a quantized decoder runs in float32
+        if self.config.decoding == "sample" and self.config.sampler == "top_k":
+            output = self._sample_top_k(states, generator)
+        else:
+            output = self._transformers_generate(states, generator)
+        return self.decode(output)
+
+    def decode(self, tokens: torch.Tensor) -> list[str]:
+        """Captions from the decoder's token ids [captions, prompt + new tokens], whitespace tidied."""
+        texts = self.processor.tokenizer.batch_decode(tokens[:, self.prompt_ids.shape[1] :], skip_special_tokens=True)
+        return [" ".join(text.split()) for text in texts]
+
+    def _transformers_generate(self, states: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         config, prompt_length = self.config, self.prompt_ids.shape[1]
         if config.decoding == "sample":
             decoding = {"do_sample": True, "top_k": config.top_k}
@@ -187,8 +199,8 @@ class PatchCaptioner:
         # Top-k sampling draws from torch's global generator; seed it from ours and restore it afterwards.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
-            output = self.model.text_decoder.generate(
-                input_ids=self.prompt_ids.expand(count, -1),
+            return self.model.text_decoder.generate(
+                input_ids=self.prompt_ids.expand(states.shape[0], -1),
                 encoder_hidden_states=states,
                 encoder_attention_mask=torch.ones(states.shape[:2], dtype=torch.long, device=self.device),
                 eos_token_id=self.eos_token_id,
@@ -198,5 +210,54 @@ class PatchCaptioner:
                 max_new_tokens=config.max_length - prompt_length,
                 **decoding,
             )
-        texts = self.processor.tokenizer.batch_decode(output[:, self.prompt_ids.shape[1] :], skip_special_tokens=True)
-        return [" ".join(text.split()) for text in texts]
+
+    def _sample_top_k(self, states: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The token ids `generate(do_sample=True, top_k=...)` would return (the prompt, then new tokens, pad after
+        an end token), each drawn by `sample_top_k`. A caption that has ended leaves the batch, cache included."""
+        config, decoder = self.config, self.model.text_decoder
+        count, prompt_length = states.shape[0], self.prompt_ids.shape[1]
+        min_new_tokens = max(0, config.min_length - prompt_length)
+        max_new_tokens = config.max_length - prompt_length
+        if torch.device(self.device).type != "cpu":  # torch.multinomial draws with a generator of its device
+            seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+            generator = torch.Generator(self.device).manual_seed(seed)
+        tokens = torch.full((count, max_new_tokens), self.pad_token_id, dtype=torch.long, device=self.device)
+        rows = torch.arange(count, device=self.device)  # the unfinished captions' rows of `tokens`
+        input_ids, cache = self.prompt_ids.expand(count, -1), None
+        for step in range(max_new_tokens):
+            output = decoder(
+                input_ids=input_ids, encoder_hidden_states=states, cache=cache, use_cache=True, logits_to_keep=1
+            )
+            logits, cache = output.logits[:, -1], output.cache
+            if step < min_new_tokens:
+                logits[:, self.eos_token_id] = -math.inf
+            next_tokens = sample_top_k(logits, config.top_k, generator)
+            tokens[rows, step] = next_tokens
+            running = next_tokens != self.eos_token_id
+            if not running.any():
+                return torch.cat([self.prompt_ids.expand(count, -1), tokens[:, : step + 1]], dim=1)
+            if not running.all():
+                keep = running.nonzero().squeeze(1)
+                rows, states, next_tokens = rows[keep], states[keep], next_tokens[keep]
+                cache.batch_select_indices(keep)
+            input_ids = next_tokens[:, None]
+        return torch.cat([self.prompt_ids.expand(count, -1), tokens], dim=1)
+
+
+def sample_top_k(logits: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    """One token per row of `logits` [rows, vocabulary], drawn from the softmax over the row's k largest logits.
+
+    transformers' top-k sampling sets every other logit to -inf and draws over the whole vocabulary; drawing over
+    the k candidates gives the same distribution at a fraction of the cost. As its TopKLogitsWarper, logits tied
+    with the k-th largest are kept too (ties are common in bfloat16).
+    """
+    k = min(k, logits.shape[-1])
+    values, indices = logits.topk(k)
+    threshold = values[:, -1:]
+    kept = int((logits >= threshold).sum(dim=-1).max())
+    if kept > k:
+        values, indices = logits.topk(kept)
+        values = values.masked_fill(values < threshold, -math.inf)
+    probabilities = values.float().softmax(dim=-1)  # generate samples from float32 probabilities too
+    choice = torch.multinomial(probabilities, 1, generator=generator)
+    return indices.gather(-1, choice).squeeze(-1)

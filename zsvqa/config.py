@@ -23,6 +23,7 @@ QG_CONTEXTS = ("all", "mention")
 ANSWER_SELECTIONS = ("generate", "score", "calibrated")
 EXEMPLAR_ANSWERS = ("first", "most_common")
 CAPTION_DECODINGS = ("sample", "greedy", "beam")
+CAPTION_SAMPLERS = ("transformers", "top_k")
 DTYPES = ("float32", "bfloat16", "float16", "auto")
 QUANTIZATIONS = ("int8", "auto")
 
@@ -53,6 +54,10 @@ class CaptionerConfig:
     # One of CAPTION_DECODINGS: top-k sampling (PNP-VQA, Img2LLM), or deterministic greedy / beam search.
     decoding: str = "sample"
     top_k: int = 50  # sample decoding
+    # How sample decoding draws (one of CAPTION_SAMPLERS): "transformers" calls its generate, as LAVIS does, which
+    # draws every token over the whole 30,524-word vocabulary; "top_k" draws within the top_k largest logits only:
+    # the same distribution (ties with the k-th logit kept, as transformers), another random stream, faster.
+    sampler: str = "transformers"
     num_beams: int = 3  # beam decoding; LAVIS's BLIP captioner uses 3
     # Caption length in tokens INCLUDING the prompt ([DEC] a picture of = 4 tokens), as LAVIS passes them to
     # generate: 10 and 20 give captions of 6 to 16 new tokens.
@@ -219,6 +224,7 @@ class PipelineConfig:
             (self.answerer.selection, ANSWER_SELECTIONS, "answerer.selection"),
             (self.retrieval.exemplar_answer, EXEMPLAR_ANSWERS, "retrieval.exemplar_answer"),
             (self.captioner.decoding, CAPTION_DECODINGS, "captioner.decoding"),
+            (self.captioner.sampler, CAPTION_SAMPLERS, "captioner.sampler"),
         ]
         checks.append((self.dtype, DTYPES, "dtype"))
         if self.quantize is not None:
