@@ -90,7 +90,8 @@ def reshape_scores(captioner: Any, scale: float, eos_bias: float) -> None:
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--dtype", default="auto", type=click.Choice(list(DTYPES)), show_default=True,
               help="auto: bfloat16 where this machine has bfloat16 units, else float32")
-@click.option("--quantize", type=click.Choice(list(QUANTIZATIONS)), default=None, help="int8 weights for the decoder")
+@click.option("--quantize", type=click.Choice(list(QUANTIZATIONS)), default=None,
+              help="int8 weights for the decoder (auto: where it measured faster)")
 @click.option("--logit-scale", type=float, default=1.0, show_default=True,
               help="multiply the decoder's next-token scores (random ones are nearly flat)")
 @click.option("--eos-bias", type=float, default=0.0, show_default=True, help="add to the end token's score")
@@ -106,7 +107,7 @@ def caption_sampler(preset_name: str, seeds: int, num_captions: int | None, devi
     from PIL import Image
 
     from zsvqa.captioning import PatchCaptioner
-    from zsvqa.models import resolve_dtype
+    from zsvqa.models import resolve_dtype, resolve_quantize
 
     configure_logging(verbose=False)
     overrides: dict[str, Any] = {"device": device, "dtype": dtype, "quantize": quantize}
@@ -119,9 +120,10 @@ def caption_sampler(preset_name: str, seeds: int, num_captions: int | None, devi
     if config.captioner.decoding != "sample":
         raise InputError(f"captioner.decoding is {config.captioner.decoding!r}: only sample decoding has a sampler")
     used_dtype = resolve_dtype(config.dtype, config.device)
+    used_quantize = resolve_quantize(config.quantize, config.device)
     click.echo("loading the captioner (a random model is built once, then cached) ...", err=True)
     captioner = PatchCaptioner(config.captioner, config.device, used_dtype, config.vision_layer_norm_eps,
-                               config.quantize)
+                               used_quantize)
     image = Image.fromarray(np.random.RandomState(0).randint(0, 256, (480, 640, 3), dtype=np.uint8))
     features = captioner.encode_image(image)
     relevance = torch.rand(features.grid, generator=torch.Generator().manual_seed(0))  # stands in for GradCAM
@@ -151,7 +153,7 @@ def caption_sampler(preset_name: str, seeds: int, num_captions: int | None, devi
     captioner_config = config.captioner
     click.echo(
         f"{m['processor']}, {m['torch_threads']} threads, torch {m['torch']}; {m['date']}. {preset_name} captioner "
-        f"({captioner_config.model}), {used_dtype}{', int8 decoder' if quantize else ''}, device {config.device}, "
+        f"({captioner_config.model}), {used_dtype}{f', {used_quantize} decoder' if used_quantize else ''}, device {config.device}, "
         f"K={captioner_config.num_patches}, N={captioner_config.num_captions}, top_k={captioner_config.top_k}, "
         f"{captioner_config.min_length}-{captioner_config.max_length} tokens with the prompt, seeds 0-{seeds - 1}"
         f"{f'; scores x {logit_scale}, end token + {eos_bias}' if (logit_scale, eos_bias) != (1.0, 0.0) else ''}\n"
