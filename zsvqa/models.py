@@ -188,13 +188,17 @@ def resolve_quantize(quantize: str | None, device: str) -> str | None:
     measured fastest (README "Speed per CPU"), and none on AMX CPUs (AMX bfloat16 beats int8 there) or GPUs."""
     if quantize != "auto":
         return quantize
-    capabilities = getattr(torch.cpu, "get_capabilities", dict)()
-    return "int8" if device.startswith("cpu") and not capabilities.get("amx_bf16") else None
+    return "int8" if device.startswith("cpu") and not cpu_capabilities().get("amx_bf16") else None
+
+
+def cpu_capabilities() -> dict[str, Any]:
+    """This CPU's instruction sets as torch reports them (empty where torch cannot tell)."""
+    return getattr(torch.cpu, "get_capabilities", dict)()
 
 
 def cpu_runs_bfloat16() -> bool:
     """Whether this CPU has bfloat16 matrix instructions (x86: AMX-BF16 or AVX512-BF16)."""
-    capabilities = getattr(torch.cpu, "get_capabilities", dict)()
+    capabilities = cpu_capabilities()
     return bool(capabilities.get("amx_bf16") or capabilities.get("avx512_bf16"))
 
 
