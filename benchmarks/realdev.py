@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ablate import category_accuracy, write_tables  # noqa: E402
 from zsvqa.cli import ScriptCommand, configure_logging, model_options, overrides_from  # noqa: E402
 from zsvqa.config import preset  # noqa: E402
-from zsvqa.datasets import dataset_format, load_dataset, read_captions_file  # noqa: E402
+from zsvqa.datasets import dataset_format, load_dataset, read_captions_file, rescore  # noqa: E402
 from zsvqa.errors import InputError  # noqa: E402
 from zsvqa.evaluation import evaluate, read_predictions  # noqa: E402
 from zsvqa.outputs import check_output_dir  # noqa: E402
@@ -75,10 +75,8 @@ def with_okvqa_form(variant: str, dataset: Any, records: list[dict[str, Any]]) -
     what the form alone is worth, next to what the rest of the preset adds."""
     okvqa = dataset_format("okvqa")
     questions = {q.question_id: q for q in dataset.questions}
-    rescored = [
-        {**r, "accuracy": okvqa.score(questions[r["question_id"]], okvqa.answer_form(r["answer"]))}
-        for r in records if not r.get("error")
-    ]
+    answered = [r for r in records if not r.get("error")]
+    rescored = rescore(answered, questions, lambda question, answer: okvqa.score(question, okvqa.answer_form(answer)))
     return metrics_row("okvqa", f"{variant} + OK-VQA answer form", okvqa.summarize(rescored, questions), records)
 
 

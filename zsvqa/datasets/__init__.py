@@ -21,6 +21,7 @@ from zsvqa.datasets.base import (
     index_images,
     most_common_answer,
     read_json,
+    rescore,
 )
 from zsvqa.datasets.captions import check_captions_cover, file_fingerprint, read_captions_file
 from zsvqa.datasets.gqa import GQA
@@ -34,7 +35,7 @@ __all__ = [
     "DATASETS", "FORMATS", "DatasetFormat", "ScoringOptions", "VQADataset", "VQAQuestion", "check_captions_cover",
     "check_images_folder", "dataset_format", "file_fingerprint", "image_key", "index_images", "load_dataset",
     "most_common_answer", "read_captions_file", "read_dataset_questions", "read_id_list", "read_json",
-    "read_questions", "select",
+    "read_questions", "rescore", "select",
 ]
 
 
