@@ -121,3 +121,46 @@ def test_empty_or_incomplete_model_directory_says_what_it_lacks(tmp_path) -> Non
     models.check_model_dir(complete, "answerer", "--answerer-model")
     assert not ModelSource("x", str(complete.location)).is_hub_id and ModelSource("a/b", "a/b").is_hub_id
 
+
+
+MAPPED_BYTES_AROUND_A_TENSOR = """
+import ctypes, sys, torch
+from zsvqa.models import reuse_freed_memory
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = MallInfo2
+if sys.argv[1] == "reuse":
+    assert reuse_freed_memory()
+before = libc.mallinfo2().hblkhd
+activation = torch.empty(40 * 2**20 // 4)  # a 40 MiB activation
+mapped = libc.mallinfo2().hblkhd - before
+del activation
+print(mapped)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator policy")
+def test_reused_memory_serves_large_tensors_from_the_heap_instead_of_fresh_mappings() -> None:
+    def mapped_bytes(mode: str) -> int:
+        run = subprocess.run([sys.executable, "-c", MAPPED_BYTES_AROUND_A_TENSOR, mode],
+                             capture_output=True, text=True, check=True)
+        return int(run.stdout.split()[-1])
+
+    assert mapped_bytes("system") >= 40 * 2**20  # glibc's default: a fresh mapping, page-faulted in on first use
+    assert mapped_bytes("reuse") == 0
+
+
+def test_the_pipeline_keeps_freed_memory_on_a_cpu_unless_told_not_to(monkeypatch) -> None:
+    from zsvqa import stages
+    from zsvqa.config import preset
+
+    calls: list[bool] = []
+    monkeypatch.setattr(stages, "reuse_freed_memory", lambda: calls.append(True) or True)
+    stages.Stages(preset("tiny"))
+    assert calls == [True]
+    stages.Stages(preset("tiny").with_overrides({"reuse_memory": "false"}))
+    assert calls == [True]

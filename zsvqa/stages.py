@@ -14,7 +14,7 @@ from zsvqa.config import PipelineConfig
 from zsvqa.errors import InputError
 from zsvqa.grounding import CaptionGrounder
 from zsvqa.matching import ImageQuestionMatcher
-from zsvqa.models import resolve_dtype, resolve_quantize
+from zsvqa.models import resolve_dtype, resolve_quantize, reuse_freed_memory
 from zsvqa.prompting import PromptBuilder, chat_overhead_tokens
 from zsvqa.question_generation import QuestionGenerator
 from zsvqa.retrieval import ExemplarRetriever
@@ -34,6 +34,8 @@ class Stages:
         # What "auto" means on this machine.
         self.dtype = resolve_dtype(config.dtype, config.device)
         self.quantize = resolve_quantize(config.quantize, config.device)
+        if config.reuse_memory and config.device.startswith("cpu"):
+            reuse_freed_memory()
         if config.prompt.exemplars == "retrieved" and not config.retrieval.index:
             raise InputError(
                 f"the {config.name} setting uses retrieved exemplars, which need an index: build one with "
