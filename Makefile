@@ -25,7 +25,7 @@ demo: $(STAMP)
 
 # pytest exits 5 when it collects no tests: reported loudly, not a failed run (make would turn 5 into 2).
 test: $(STAMP)
-	@$(PY) -m pytest -q; status=$$?; \
+	@$(PY) -m pytest -q -n auto; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "WARNING: pytest collected no tests" >&2; exit 0; fi; exit $$status
 
 clean:

@@ -13,6 +13,11 @@ import torch  # noqa: E402
 
 GOLDEN = Path(__file__).parent / "golden"
 
+# Parallel workers (pytest -n, as `make test` runs) share the cores: torch's own threads would oversubscribe them.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // _WORKERS))
+
 
 @pytest.fixture(autouse=True)
 def _seeded() -> None:

@@ -204,6 +204,10 @@ def build(name: str, root: Path | None = None) -> Path:
     with torch.random.fork_rng():
         torch.manual_seed(0)
         BUILDERS[name](staging)
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
+    if target.exists() and not (target / "config.json").exists():
+        shutil.rmtree(target, ignore_errors=True)  # left by an older layout: never a complete model
+    try:
+        staging.rename(target)
+    except OSError:  # another process (a parallel test worker) put the same seeded model there first
+        shutil.rmtree(staging, ignore_errors=True)
     return target
