@@ -145,7 +145,11 @@ def test_speed_script_with_tiny_preset(tmp_path) -> None:
     report = json.loads(out.read_text())
     # The profile attributes operators to the pipeline's stages (torch.profiler record_function labels).
     assert {"image_features", "relevance", "captioning", "answer"} <= set(report["profile"])
-    assert any(row["operator"] in ("aten::addmm", "aten::mm", "aten::linear") for row in report["profile"]["captioning"])
+    # Each stage's costliest torch operators, costliest first (which ones lead depends on the load: not asserted).
+    captioning = report["profile"]["captioning"]
+    assert captioning and all("::" in row["operator"] and row["self_s"] > 0 for row in captioning)
+    assert [row["self_s"] for row in captioning] == sorted((row["self_s"] for row in captioning), reverse=True)
+    assert sum(row["share"] for row in captioning) <= 1 + 1e-9
     assert profile.read_text().startswith(next(iter(report["profile"])) + ":")
     assert report["gradcam"]["maps_equal"] is True
     for section in ("gradcam", "image_features", "captioning", "pipeline"):
