@@ -38,8 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from speed import machine, timed  # noqa: E402
-from zsvqa.cli import ScriptCommand, configure_logging, set_overrides  # noqa: E402
-from zsvqa.config import CAPTION_SAMPLERS, DTYPES, QUANTIZATIONS, preset  # noqa: E402
+from zsvqa.cli import ScriptCommand, configure_logging, precision_options, precision_overrides, set_overrides  # noqa: E402
+from zsvqa.config import CAPTION_SAMPLERS, preset  # noqa: E402
 from zsvqa.errors import InputError  # noqa: E402
 
 DISTINCT_WORDS_OVER = 100  # captions
@@ -87,17 +87,13 @@ def reshape_scores(captioner: Any, scale: float, eos_bias: float) -> None:
               help="pnp-vqa: its captioner settings on a real-size random BLIP large; tiny: the tiny random captioner")
 @click.option("--seeds", type=int, default=5, show_default=True, help="seeds 0 .. SEEDS-1, each run by both samplers")
 @click.option("--num-captions", type=int, default=None, help="N [default: the preset's]")
-@click.option("--device", default="cpu", show_default=True)
-@click.option("--dtype", default="auto", type=click.Choice(list(DTYPES)), show_default=True,
-              help="auto: bfloat16 where this machine has bfloat16 units, else float32")
-@click.option("--quantize", type=click.Choice(list(QUANTIZATIONS)), default=None,
-              help="int8 weights for the decoder (auto: where it measured faster)")
+@precision_options
 @click.option("--logit-scale", type=float, default=1.0, show_default=True,
               help="multiply the decoder's next-token scores (random ones are nearly flat)")
 @click.option("--eos-bias", type=float, default=0.0, show_default=True, help="add to the end token's score")
 @click.option("--set", "settings_given", multiple=True, metavar="KEY=VALUE",
               help="any other setting, e.g. --set captioner.top_k=20 (repeatable)")
-def caption_sampler(preset_name: str, seeds: int, num_captions: int | None, device: str, dtype: str,
+def caption_sampler(preset_name: str, seeds: int, num_captions: int | None, device: str | None, dtype: str | None,
                     quantize: str | None, logit_scale: float, eos_bias: float, settings_given: tuple[str, ...]) -> None:
     """Time and caption statistics of captioner.sampler=transformers against top_k, mean ± std across seeds."""
     if seeds < 2:
@@ -110,7 +106,7 @@ def caption_sampler(preset_name: str, seeds: int, num_captions: int | None, devi
     from zsvqa.models import resolve_dtype, resolve_quantize
 
     configure_logging(verbose=False)
-    overrides: dict[str, Any] = {"device": device, "dtype": dtype, "quantize": quantize}
+    overrides = precision_overrides(device, dtype, quantize)
     if preset_name != "tiny":
         overrides["captioner.model"] = "random:blip-captioner-large"
     if num_captions is not None:

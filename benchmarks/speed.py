@@ -36,8 +36,7 @@ import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from zsvqa.cli import ScriptCommand, configure_logging, set_overrides  # noqa: E402
-from zsvqa.config import DTYPES, QUANTIZATIONS  # noqa: E402
+from zsvqa.cli import ScriptCommand, configure_logging, precision_options, precision_overrides, set_overrides  # noqa: E402
 from zsvqa.errors import InputError  # noqa: E402
 from zsvqa.outputs import check_output_file  # noqa: E402
 
@@ -48,11 +47,9 @@ QUESTIONS = [
     "is it raining?",
     "what is on the table next to the window?",
 ]
-def settings(
-    preset_name: str, num_captions: int, num_patches: int, device: str, dtype: str | None, quantize: str | None
-) -> dict[str, Any]:
-    """Overrides of the preset: real-size random models of the paper's architectures, N, K and precision (None:
-    the preset's own; quantize "none": no quantization)."""
+def settings(preset_name: str, num_captions: int, num_patches: int, precision: dict[str, Any]) -> dict[str, Any]:
+    """Overrides of the preset: real-size random models of the paper's architectures, N, K and the precision
+    options given (`precision_overrides`)."""
     base: dict[str, Any] = {}
     if preset_name != "tiny":
         base = {"matcher.model": "random:blip-itm-large", "captioner.model": "random:blip-captioner-large"}
@@ -71,9 +68,7 @@ def settings(
         **base,
         "captioner.num_captions": num_captions,
         "captioner.num_patches": num_patches,
-        "device": device,
-        **({"dtype": dtype} if dtype else {}),
-        **({"quantize": None if quantize == "none" else quantize} if quantize else {}),
+        **precision,
     }
 
 
@@ -238,19 +233,14 @@ def prepare_models(overrides: dict[str, Any], preset_name: str) -> None:
               help="measure ratios 1-4 against the unoptimised baselines (minutes); off: the pipeline run only")
 @click.option("--reference", type=click.Path(exists=True, dir_okay=False), default=None,
               help="LAVIS's stage times from ../shared/lavis-bench (bench.py JSON), measured on this machine")
-@click.option("--device", default="cpu", show_default=True)
-@click.option("--dtype", default=None, type=click.Choice(list(DTYPES)),
-              help="weight precision [default: the preset's]; auto: bfloat16 where this machine has bfloat16 units")
-@click.option("--quantize", type=click.Choice([*QUANTIZATIONS, "none"]), default=None,
-              help="int8 weights for the text decoders (CPU) [default: the preset's]; auto: what measured fastest "
-                   "on this CPU")
+@precision_options
 @click.option("--set", "settings_given", multiple=True, metavar="KEY=VALUE",
               help="any other setting, e.g. --set answerer.fid_encode_batch=none (repeatable)")
 @click.option("--profile", "profile_out", default=None,
               help="also profile one question (torch.profiler) and write each stage's costliest operators here")
 @click.option("--out", default="runs/speed.json", show_default=True, help="where the JSON report goes")
 def speed(preset_name: str, num_captions: int | None, num_patches: int | None, num_questions: int,
-          baseline_questions: int, baselines: bool, reference: str | None, device: str, dtype: str | None,
+          baseline_questions: int, baselines: bool, reference: str | None, device: str | None, dtype: str | None,
           quantize: str | None, settings_given: tuple[str, ...], profile_out: str | None, out: str) -> None:
     """Measure per-stage time, peak memory and the four optimisation ratios (and LAVIS's, with --reference)."""
     check_output_file(out, "--out")  # minutes of measuring must not end in an unwritable report
@@ -271,12 +261,11 @@ def speed(preset_name: str, num_captions: int | None, num_patches: int | None, n
         preset_name,
         num_captions or (tiny.captioner.num_captions if preset_name == "tiny" else 100),
         num_patches or (tiny.captioner.num_patches if preset_name == "tiny" else 20),
-        device,
-        dtype,
-        quantize,
+        precision_overrides(device, dtype, quantize),
     )
     overrides.update(set_overrides(settings_given))
     config = preset(preset_name).with_overrides(overrides).validate()  # a bad setting fails before the loading
+    device = config.device
     click.echo("preparing models (built and converted once, then cached) ...", err=True)
     prepare_models(overrides, preset_name)
     pipeline = Pipeline(config)

@@ -54,6 +54,23 @@ def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--preset", default="offline", show_default=True, type=click.Choice(list(PRESETS)))(command)
 
 
+PRECISION_FLAGS = ("--device", "--dtype", "--quantize")
+
+
+def precision_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--device, --dtype and --quantize as the commands above take them, each defaulting to the preset's (the
+    benchmark scripts: one default per setting, the preset's)."""
+    for flag, _, kind, help_text in reversed([o for o in MODEL_OPTIONS if o[0] in PRECISION_FLAGS]):
+        command = click.option(flag, type=kind, default=None, help=f"{help_text} [default: the preset's]")(command)
+    return command
+
+
+def precision_overrides(device: str | None, dtype: str | None, quantize: str | None) -> dict[str, Any]:
+    """The config overrides `precision_options` gave (those not given keep the preset's)."""
+    given = {"device": device, "dtype": dtype, "quantize": quantize}
+    return {key: value for key, value in given.items() if value is not None}
+
+
 def overrides_from(options: dict[str, Any]) -> dict[str, Any]:
     """The config overrides given by MODEL_OPTIONS and --set; removes those keys from `options`."""
     overrides: dict[str, Any] = {}
