@@ -191,6 +191,31 @@ def test_lower_precision_stays_within_the_stated_tolerance(precision: str) -> No
         assert 0 < error < bound[name], f"{precision} {name}: relative change {error:.4f} (bound {bound[name]})"
 
 
+def test_int8_beside_bfloat16_quantizes_only_what_an_encoder_decoder_runs_per_token() -> None:
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    answerer = AnswererConfig(model="tiny:t5", kind="fid", max_new_tokens=6)
+    bfloat16 = FrozenLM(answerer, dtype="bfloat16")
+    mixed = FrozenLM(answerer, dtype="bfloat16", quantize="int8")
+    encoder, decoder = mixed.model.get_encoder(), mixed.model.get_decoder()
+    # The encoder, tied embedding included, is the bfloat16 model's: the same states.
+    assert {p.dtype for p in encoder.parameters()} == {torch.bfloat16}
+    states, logits = t5_states_and_logits(mixed)
+    reference_states, reference_logits = t5_states_and_logits(bfloat16)
+    assert torch.equal(states, reference_states)
+    # In the decoder only the cross-attention keys and values keep bfloat16 (wrapped to hand float32 on); every
+    # other Linear layer and the LM head are int8.
+    kept = [m.linear for m in decoder.modules() if isinstance(m, models.Float32Output)]
+    assert len(kept) == 2 * len(decoder.block) and {m.weight.dtype for m in kept} == {torch.bfloat16}
+    plain = [m for m in decoder.modules() if type(m) is torch.nn.Linear]
+    assert {id(m) for m in plain} == {id(m) for m in kept}
+    assert any(isinstance(m, DynamicLinear) for m in decoder.modules())
+    assert isinstance(mixed.model.get_output_embeddings(), DynamicLinear)
+    error = relative_error(logits, reference_logits)
+    assert 0 < error < TOLERANCE["int8"]["logits"]
+    assert mixed.generate_fused(PASSAGES).num_tokens <= answerer.max_new_tokens
+
+
 def test_captions_cached_in_one_precision_are_not_reused_in_another(tmp_path) -> None:
     from zsvqa.cache import IntermediateCache
 

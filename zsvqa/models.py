@@ -17,6 +17,7 @@ Model names:
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import functools
 import gc
@@ -152,7 +153,8 @@ def load_frozen(
     """Load a model for inference (eval mode, no parameter gradients, on `device`, weights in `dtype`) with its
     tokenizer or processor. `preprocessor_cls` defaults to AutoTokenizer (BLIP: matching.BlipPilProcessor).
     `placement` (from `big_model_placement`) lets accelerate place the weights instead of `device`.
-    `quantize` "int8" quantizes every Linear layer (`quantize_int8`), around float32 activations.
+    `quantize` "int8" quantizes every Linear layer (`quantize_int8`), around float32 activations; an
+    encoder-decoder loaded in bfloat16 or float16 only where it decodes (`quantize_decoding_int8`).
     """
     from transformers import AutoTokenizer
 
@@ -166,7 +168,9 @@ def load_frozen(
     preprocessor = load_pretrained(preprocessor_cls or AutoTokenizer, source, role, option)
     model = load_pretrained(cls, source, role, option, dtype=getattr(torch, dtype), **(placement or {}))
     model.eval().requires_grad_(False)
-    if quantize:
+    if quantize and dtype != "float32" and getattr(model.config, "is_encoder_decoder", False):
+        quantize_decoding_int8(model)
+    elif quantize:
         quantize_int8(model)
     else:
         release_freed_memory()  # a checkpoint converted to `dtype` leaves its float32 copy freed but resident
@@ -202,9 +206,10 @@ def cpu_runs_bfloat16() -> bool:
     return bool(capabilities.get("amx_bf16") or capabilities.get("avx512_bf16"))
 
 
-def quantize_int8(module: torch.nn.Module) -> torch.nn.Module:
+def quantize_int8(module: torch.nn.Module, keep: tuple[torch.nn.Linear, ...] = ()) -> torch.nn.Module:
     """Dynamic int8 quantization of every Linear layer in `module`, in place: int8 weights (one scale per output
-    channel), activations quantized on the fly; the rest of the module runs in float32.
+    channel), activations quantized on the fly; the rest of the module runs in float32. Layers in `keep` stay in
+    their precision and hand float32 on (`Float32Output`).
 
     Layer by layer, so a model loaded in bfloat16 never exists whole in float32 (the peak stays near its size).
     """
@@ -213,20 +218,64 @@ def quantize_int8(module: torch.nn.Module) -> torch.nn.Module:
     from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
     from torch.ao.quantization import per_channel_dynamic_qconfig
 
+    kept = {id(layer): layer.weight.dtype for layer in keep}
+    wrapped: list[Float32Output] = []
     with warnings.catch_warnings():  # torch.ao's deprecation notices, repeated for every layer
         warnings.simplefilter("ignore")
         for parent in list(module.modules()):
             for name, child in list(parent.named_children()):
-                if type(child) is torch.nn.Linear:
+                if id(child) in kept:
+                    wrapped.append(Float32Output(child))
+                    setattr(parent, name, wrapped[-1])
+                elif type(child) is torch.nn.Linear:
                     child.float().qconfig = per_channel_dynamic_qconfig
                     setattr(parent, name, DynamicLinear.from_float(child))
     module.float()
+    for wrapper in wrapped:  # back to their own precision (bfloat16 -> float32 -> bfloat16 is exact)
+        wrapper.linear.to(kept[id(wrapper.linear)])
     # Float weights left (embeddings, norms) may be views of the checkpoint's memory-mapped file, which would keep
     # all of it resident; copies let it go.
     for tensor in [*module.parameters(), *module.buffers()]:
         tensor.data = tensor.data.clone()
     release_freed_memory()
     return module
+
+
+class Float32Output(torch.nn.Module):
+    """A Linear layer kept in its own precision inside a float32 module: its input is cast to that precision and its
+    output back to float32."""
+
+    def __init__(self, linear: torch.nn.Linear) -> None:
+        super().__init__()
+        self.linear = linear
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.linear(inputs.to(self.linear.weight.dtype)).float()
+
+
+# Cross-attention key and value projections of the encoder-decoders transformers ships (T5, BART-style).
+CROSS_ATTENTION_KEYS_VALUES = ("EncDecAttention.k", "EncDecAttention.v", "encoder_attn.k_proj", "encoder_attn.v_proj")
+
+
+def quantize_decoding_int8(model: Any) -> Any:
+    """int8 (`quantize_int8`) for what an encoder-decoder runs once per generated token, its decoder and LM head;
+    the encoder and the cross-attention keys and values, products over every input token computed once per input,
+    keep the model's precision. With bfloat16 units those large products run faster in bfloat16 than in dynamic
+    int8, while the one-row products of decoding are bound by reading the weights, half as many bytes in int8
+    (README "Speed per CPU")."""
+    decoder = model.get_decoder()
+    weight = decoder.get_input_embeddings().weight
+    if weight is model.get_encoder().get_input_embeddings().weight:  # tied: the encoder keeps its own precision
+        decoder.set_input_embeddings(torch.nn.Embedding.from_pretrained(weight.detach().float()))
+    keep = tuple(
+        layer for name, layer in decoder.named_modules()
+        if type(layer) is torch.nn.Linear and name.endswith(CROSS_ATTENTION_KEYS_VALUES)
+    )
+    quantize_int8(decoder, keep)
+    head = torch.nn.Module()
+    head.linear = copy.deepcopy(model.get_output_embeddings())  # T5 ties it to the encoder's embedding
+    model.set_output_embeddings(quantize_int8(head).linear)
+    return model
 
 
 def reuse_freed_memory() -> bool:
