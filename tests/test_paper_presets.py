@@ -23,7 +23,7 @@ PNP_VQA: dict[str, Any] = {
     "captioner.num_captions": 100,  # num_captions: 100 (N)
     "captioner.decoding": "sample",  # forward_cap samples: top_k 50, top_p 1, repetition_penalty 1
     "captioner.top_k": 50,
-    "captioner.sampler": "transformers",  # drawn by transformers' generate, as forward_cap draws them
+    "captioner.sampler": "top_k",  # forward_cap's top-k 50 distribution (transformers: its random stream too)
     "captioner.min_length": 10,  # cap_min_length: 10
     "captioner.max_length": 20,  # cap_max_length: 20
     "captioner.prompt": "a picture of ",  # prompt: 'a picture of '
@@ -48,7 +48,7 @@ IMG2LLM: dict[str, Any] = {
     "captioner.num_captions": 100,  # forward_cap num_captions=100; "cap100"
     "captioner.decoding": "sample",  # "sam_p1": sampling, top_p 1
     "captioner.top_k": 50,  # "topk50"
-    "captioner.sampler": "transformers",  # drawn by transformers' generate, as forward_cap draws them
+    "captioner.sampler": "top_k",  # forward_cap's top-k 50 distribution (transformers: its random stream too)
     "captioner.min_length": 10,  # "min10"
     "captioner.max_length": 20,  # "max20"; forward_cap cap_max_length=20
     "captioner.filter_threshold": 0.5,  # forward_cap keeps a caption when itm_outputs >= 0.5

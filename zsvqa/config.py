@@ -54,10 +54,12 @@ class CaptionerConfig:
     # One of CAPTION_DECODINGS: top-k sampling (PNP-VQA, Img2LLM), or deterministic greedy / beam search.
     decoding: str = "sample"
     top_k: int = 50  # sample decoding
-    # How sample decoding draws (one of CAPTION_SAMPLERS): "transformers" calls its generate, as LAVIS does, which
-    # draws every token over the whole 30,524-word vocabulary; "top_k" draws within the top_k largest logits only:
-    # the same distribution (ties with the k-th logit kept, as transformers), another random stream, faster.
-    sampler: str = "transformers"
+    # How sample decoding draws (one of CAPTION_SAMPLERS): "top_k" draws within the top_k largest logits only, in
+    # the captioner's own loop; "transformers" calls its generate, as LAVIS does, which draws every token over the
+    # whole 30,524-word vocabulary. The same distribution (ties with the k-th logit kept, as transformers), so the
+    # paper presets draw with top_k too: faster, caption statistics unchanged (README "Caption sampler"); only the
+    # random stream of a seed differs, and "transformers" gives LAVIS's.
+    sampler: str = "top_k"
     num_beams: int = 3  # beam decoding; LAVIS's BLIP captioner uses 3
     # Caption length in tokens INCLUDING the prompt ([DEC] a picture of = 4 tokens), as LAVIS passes them to
     # generate: 10 and 20 give captions of 6 to 16 new tokens.
@@ -476,12 +478,10 @@ def _offline() -> PipelineConfig:
     # prompt, the closed answer set scored (the greedy answer one more choice for open questions), yes/no calibrated
     # against a content-free prompt and moved by the caption grounding. Img2LLM's prompt with synthetic QA
     # exemplars scored lower there and costs more tokens; it stays a setting (prompt.style=img2llm).
-    # Batches of 8 prompts: the same answers as one at a time, faster on a 2-core CPU (README). Caption tokens drawn
-    # within the top 50 only: the same distribution as transformers' sampler, faster (README "Caption sampler").
+    # Batches of 8 prompts: the same answers as one at a time, faster on a 2-core CPU (README).
     return PipelineConfig(
         name="offline",
         exif_orientation=True,
-        captioner=CaptionerConfig(sampler="top_k"),
         question_gen=QuestionGenConfig(backend="none"),
         prompt=PromptConfig(style="plain", template="plain_fewshot", exemplars="none", clean_captions=True),
         answerer=AnswererConfig(
