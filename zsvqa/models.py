@@ -188,28 +188,24 @@ def resolve_dtype(dtype: str, device: str) -> str:
 
 
 def resolve_quantize(quantize: str | None, device: str) -> str | None:
-    """The quantization `quantize` stands for on `device`. "auto" is int8 on CPUs without AMX, where int8 decoders
-    measured fastest (README "Speed per CPU"), and none on AMX CPUs (AMX bfloat16 beats int8 there) or GPUs."""
+    """The quantization `quantize` stands for on `device`. "auto" is int8 on a CPU, where int8 decoders measured
+    fastest on every kind this project has run on (README "Speed per CPU"; beside bfloat16 an encoder-decoder's
+    decoder only, `quantize_decoding_int8`), and none on a GPU."""
     if quantize != "auto":
         return quantize
-    return "int8" if device.startswith("cpu") and not cpu_capabilities().get("amx_bf16") else None
-
-
-def cpu_capabilities() -> dict[str, Any]:
-    """This CPU's instruction sets as torch reports them (empty where torch cannot tell)."""
-    return getattr(torch.cpu, "get_capabilities", dict)()
+    return "int8" if device.startswith("cpu") else None
 
 
 def cpu_runs_bfloat16() -> bool:
-    """Whether this CPU has bfloat16 matrix instructions (x86: AMX-BF16 or AVX512-BF16)."""
-    capabilities = cpu_capabilities()
+    """Whether this CPU has bfloat16 matrix instructions (x86: AMX-BF16 or AVX512-BF16), as torch reports them."""
+    capabilities = getattr(torch.cpu, "get_capabilities", dict)()
     return bool(capabilities.get("amx_bf16") or capabilities.get("avx512_bf16"))
 
 
 def quantize_int8(module: torch.nn.Module, keep: tuple[torch.nn.Linear, ...] = ()) -> torch.nn.Module:
-    """Dynamic int8 quantization of every Linear layer in `module`, in place: int8 weights (one scale per output
-    channel), activations quantized on the fly; the rest of the module runs in float32. Layers in `keep` stay in
-    their precision and hand float32 on (`Float32Output`).
+    """Dynamic int8 quantization of every Linear layer in `module` but those in `keep`, in place: int8 weights (one
+    scale per output channel), activations quantized on the fly; the rest of the module runs in float32, the layers
+    kept in their own precision.
 
     Layer by layer, so a model loaded in bfloat16 never exists whole in float32 (the peak stays near its size).
     """
@@ -218,21 +214,18 @@ def quantize_int8(module: torch.nn.Module, keep: tuple[torch.nn.Linear, ...] = (
     from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
     from torch.ao.quantization import per_channel_dynamic_qconfig
 
-    kept = {id(layer): layer.weight.dtype for layer in keep}
-    wrapped: list[Float32Output] = []
+    kept = {id(layer) for layer in keep}
     with warnings.catch_warnings():  # torch.ao's deprecation notices, repeated for every layer
         warnings.simplefilter("ignore")
         for parent in list(module.modules()):
             for name, child in list(parent.named_children()):
-                if id(child) in kept:
-                    wrapped.append(Float32Output(child))
-                    setattr(parent, name, wrapped[-1])
-                elif type(child) is torch.nn.Linear:
+                if type(child) is torch.nn.Linear and id(child) not in kept:
                     child.float().qconfig = per_channel_dynamic_qconfig
                     setattr(parent, name, DynamicLinear.from_float(child))
+    dtypes = [layer.weight.dtype for layer in keep]
     module.float()
-    for wrapper in wrapped:  # back to their own precision (bfloat16 -> float32 -> bfloat16 is exact)
-        wrapper.linear.to(kept[id(wrapper.linear)])
+    for layer, dtype in zip(keep, dtypes):  # back to their precision (bfloat16 -> float32 -> bfloat16 is exact)
+        layer.to(dtype)
     # Float weights left (embeddings, norms) may be views of the checkpoint's memory-mapped file, which would keep
     # all of it resident; copies let it go.
     for tensor in [*module.parameters(), *module.buffers()]:
@@ -241,37 +234,41 @@ def quantize_int8(module: torch.nn.Module, keep: tuple[torch.nn.Linear, ...] = (
     return module
 
 
-class Float32Output(torch.nn.Module):
-    """A Linear layer kept in its own precision inside a float32 module: its input is cast to that precision and its
-    output back to float32."""
+class Cast(torch.nn.Module):
+    """A layer between precisions: its input cast to `inputs`, its output to `outputs` (None: left as it is)."""
 
-    def __init__(self, linear: torch.nn.Linear) -> None:
+    def __init__(self, layer: torch.nn.Module, inputs: torch.dtype | None, outputs: torch.dtype | None) -> None:
         super().__init__()
-        self.linear = linear
+        self.layer, self.inputs, self.outputs = layer, inputs, outputs
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.linear(inputs.to(self.linear.weight.dtype)).float()
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        hidden = self.layer(hidden if self.inputs is None else hidden.to(self.inputs))
+        return hidden if self.outputs is None else hidden.to(self.outputs)
 
 
-# Cross-attention key and value projections of the encoder-decoders transformers ships (T5, BART-style).
-CROSS_ATTENTION_KEYS_VALUES = ("EncDecAttention.k", "EncDecAttention.v", "encoder_attn.k_proj", "encoder_attn.v_proj")
+# T5's cross-attention (transformers' T5Attention under T5LayerCrossAttention): query, key, value, output layers.
+CROSS_ATTENTION = ("EncDecAttention", ("q", "k", "v", "o"))
 
 
 def quantize_decoding_int8(model: Any) -> Any:
-    """int8 (`quantize_int8`) for what an encoder-decoder runs once per generated token, its decoder and LM head;
-    the encoder and the cross-attention keys and values, products over every input token computed once per input,
-    keep the model's precision. With bfloat16 units those large products run faster in bfloat16 than in dynamic
-    int8, while the one-row products of decoding are bound by reading the weights, half as many bytes in int8
-    (README "Speed per CPU")."""
+    """int8 (`quantize_int8`) for what an encoder-decoder runs once per generated token: its decoder and LM head. The
+    encoder keeps the model's precision, and so do the cross-attention keys and values, products over every input
+    token computed once per input and then read at every step: with bfloat16 units the large products run faster in
+    bfloat16 than in dynamic int8, while the one-row products of decoding are bound by reading the weights, half as
+    many bytes in int8, and the cross-attention by reading its keys and values, half as many in bfloat16 as in
+    float32 (README "Speed per CPU"). T5's cross-attention runs in the model's precision between an int8 query and
+    output layer; other encoder-decoders quantize their whole decoder."""
+    dtype = next(model.get_encoder().parameters()).dtype
     decoder = model.get_decoder()
     weight = decoder.get_input_embeddings().weight
     if weight is model.get_encoder().get_input_embeddings().weight:  # tied: the encoder keeps its own precision
         decoder.set_input_embeddings(torch.nn.Embedding.from_pretrained(weight.detach().float()))
-    keep = tuple(
-        layer for name, layer in decoder.named_modules()
-        if type(layer) is torch.nn.Linear and name.endswith(CROSS_ATTENTION_KEYS_VALUES)
-    )
-    quantize_int8(decoder, keep)
+    name, (query, key, value, output) = CROSS_ATTENTION
+    attentions = [module for path, module in decoder.named_modules() if path.endswith(name)]
+    quantize_int8(decoder, tuple(layer for a in attentions for layer in (getattr(a, key), getattr(a, value))))
+    for attention in attentions:
+        setattr(attention, query, Cast(getattr(attention, query), None, dtype))
+        setattr(attention, output, Cast(getattr(attention, output), torch.float32, None))
     head = torch.nn.Module()
     head.linear = copy.deepcopy(model.get_output_embeddings())  # T5 ties it to the encoder's embedding
     model.set_output_embeddings(quantize_int8(head).linear)
