@@ -101,6 +101,22 @@ def test_auto_dtype_is_bfloat16_only_where_the_hardware_runs_it(monkeypatch) -> 
     assert pipeline.dtype == "float32" and pipeline.captioner.model.dtype == torch.float32
 
 
+def test_paper_presets_pick_the_precision_per_machine_and_offline_and_tiny_stay_float32() -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from run import main
+    from zsvqa.config import PRESETS
+
+    fixed = ("offline", "tiny")  # the same answers on every CPU: the README's accuracy figures, the tests' numbers
+    assert {(preset(name).dtype, preset(name).quantize) for name in PRESETS if name not in fixed} == {("auto", "auto")}
+    assert {(preset(name).dtype, preset(name).quantize) for name in fixed} == {("float32", None)}
+    out = CliRunner().invoke(main, ["config", "--preset", "pnp-vqa", "--quantize", "none", "--dtype", "float32", "--json"])
+    assert out.exit_code == 0, out.output
+    assert (json.loads(out.output)["dtype"], json.loads(out.output)["quantize"]) == ("float32", None)
+
+
 def test_quantize_is_checked_in_the_config() -> None:
     with pytest.raises(InputError, match="quantize must be one of int8"):
         preset("tiny").with_overrides({"quantize": "int4"}).validate()

@@ -37,8 +37,8 @@ MODEL_OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--caption-filter", "captioner.filter_threshold", float, "keep captions whose ITM match probability is at least this"),
     ("--device", "device", str, "torch device, e.g. cpu or cuda"),
     ("--dtype", "dtype", click.Choice(list(DTYPES)), "weight precision (auto: bfloat16 where this machine runs it fast)"),
-    ("--quantize", "quantize", click.Choice(list(QUANTIZATIONS)),
-     "int8 weights for the text decoders (CPU; auto: int8 where it measured fastest, on CPUs without AMX)"),
+    ("--quantize", "quantize", click.Choice([*QUANTIZATIONS, "none"]),
+     "int8 weights for the text decoders (CPU; auto: where it measured fastest; none: float weights)"),
     ("--seed", "seed", int, "random seed"),
 ]
 

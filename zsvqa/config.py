@@ -194,14 +194,16 @@ class PipelineConfig:
     answerer: AnswererConfig = field(default_factory=AnswererConfig)
     device: str = "cpu"
     # Weights and activations: float32, or bfloat16 / float16 for half the memory (bfloat16 is fast on CPUs
-    # with AMX or AVX512-BF16, and on GPUs; on other CPUs it is slower than float32). "auto" picks per machine
-    # (`zsvqa.models.resolve_dtype`).
-    dtype: str = "float32"
+    # with AMX or AVX512-BF16, and on GPUs; on other CPUs it is slower than float32). "auto", the paper presets',
+    # picks per machine (`zsvqa.models.resolve_dtype`): what it changes was measured within the noise that
+    # sampling and seeds already make (README "Precision").
+    dtype: str = "auto"
     # "int8": dynamic int8 quantization (torch.ao) of the Linear layers of the text decoders (the captioner's BLIP
-    # decoder, T5 question generation, a seq2seq or FiD answerer); those run in float32 around the int8 weights.
-    # CPU only. Outputs change slightly: tests/test_speedups.py measures by how much. "auto" picks per machine
-    # what measured fastest (`zsvqa.models.resolve_quantize`): int8 on CPUs without AMX, none with AMX or on a GPU.
-    quantize: str | None = None
+    # decoder, T5 question generation, a seq2seq or FiD answerer; beside bfloat16, an encoder-decoder's decoder
+    # only: `zsvqa.models.quantize_decoding_int8`); those run in float32 around the int8 weights. CPU only. Outputs
+    # change slightly: tests/test_speedups.py measures by how much. "auto" (the paper presets') picks per
+    # machine what measured fastest (`zsvqa.models.resolve_quantize`); None: no quantization.
+    quantize: str | None = "auto"
     # On a CPU, keep memory that inference frees for the next allocation instead of handing it back to the
     # system (glibc; `zsvqa.models.reuse_freed_memory`): a fresh buffer costs a page fault per 4 KiB, which made
     # large activations several times slower to allocate than to compute with. Outputs do not change; the resident
@@ -479,8 +481,12 @@ def _offline() -> PipelineConfig:
     # against a content-free prompt and moved by the caption grounding. Img2LLM's prompt with synthetic QA
     # exemplars scored lower there and costs more tokens; it stays a setting (prompt.style=img2llm).
     # Batches of 8 prompts: the same answers as one at a time, faster on a 2-core CPU (README).
+    # float32: its answers (README "Accuracy") are the same on every CPU, and its small LLM runs faster in float32
+    # than in bfloat16 even on an AMX CPU (README "Precision"); --dtype auto --quantize auto speeds up BLIP.
     return PipelineConfig(
         name="offline",
+        dtype="float32",
+        quantize=None,
         exif_orientation=True,
         question_gen=QuestionGenConfig(backend="none"),
         prompt=PromptConfig(style="plain", template="plain_fewshot", exemplars="none", clean_captions=True),
@@ -495,6 +501,9 @@ def _tiny() -> PipelineConfig:
     # Small random models built locally: for tests and smoke runs only. Their answers are noise.
     return PipelineConfig(
         name="tiny",
+        # The same numbers on every machine: tests compare them.
+        dtype="float32",
+        quantize=None,
         matcher=MatcherConfig(model="tiny:blip-itm", gradcam_layer=0),
         captioner=CaptionerConfig(
             # 3 to 8 new tokens after the 4-token prompt.
